@@ -1,0 +1,122 @@
+//! The command line: runc's surface, so containerd's shim, conmon and buildah call us unchanged.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+#[derive(Parser, Debug)]
+#[command(name = "gpurun", about = "A fast, runc-compatible OCI container runtime for AI/GPU workloads", disable_version_flag = true)]
+pub struct Cli {
+    /// Directory for container state
+    #[arg(long, global = true, default_value = "/run/gpurun")]
+    pub root: PathBuf,
+    /// Also write errors (and, with --debug, debug messages) to this file
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Format of the --log file
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log debug messages to the --log file
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Manage cgroups through systemd (not supported: gpurun manages cgroupfs directly)
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility (auto|true|false)
+    #[arg(long, global = true, hide = true)]
+    pub rootless: Option<String>,
+    /// Print the version
+    #[arg(short = 'v', long)]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container: set it up and leave its process waiting for `start`
+    Create(CreateArgs),
+    /// Start the user's process in a created container
+    Start { id: String },
+    /// Create and start a container, wait for it and remove it (unless --detach)
+    Run(RunArgs),
+    /// Print a container's OCI state as JSON
+    State { id: String },
+    /// Send a signal (default SIGTERM) to the container's init
+    Kill {
+        /// Signal every process of the container
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container's state (and, with --force, kill it first)
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers
+    #[command(alias = "ps-all")]
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: ListFormat,
+        /// Print only the ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json into the bundle directory
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Accepted for compatibility; rootless specs are not supported yet
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the features this runtime supports (runtime-spec features.md) as JSON
+    Features,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Path to the bundle directory
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket to send the pty master to (process.terminal)
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// File to write the init's pid to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root (for ramfs roots)
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N extra fds (3 … 3+N-1) to the container
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: i32,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Return once the container has started, leaving it running
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits
+    #[arg(long)]
+    pub keep: bool,
+}

@@ -1,0 +1,67 @@
+//! `spec`, `features` and `--version`: what gpurun is and what it supports.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// The runtime-spec version gpurun implements.
+pub const SPEC_VERSION: &str = "1.2.0";
+
+pub fn version_text() -> String {
+    format!(
+        "gpurun version {}\ncommit: {}\nspec: {SPEC_VERSION}\n",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("GPURUN_COMMIT").unwrap_or("unknown")
+    )
+}
+
+/// Write the default config.json into `bundle`, refusing to overwrite one (as runc does).
+pub fn write_spec(bundle: &Path, rootless: bool) -> Result<i32> {
+    if rootless {
+        return Err(Error::Unsupported("spec --rootless is not supported yet (user namespaces land with the security work)".into()));
+    }
+    let path = bundle.join("config.json");
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Unsupported(format!("File {} exists. Remove it first", path.display())))
+        }
+        Err(e) => return Err(Error::io("create", &path, e)),
+    };
+    file.write_all(crate::spec::DEFAULT_SPEC.as_bytes()).map_err(|e| Error::io("write", &path, e))?;
+    Ok(0)
+}
+
+/// The runtime-spec `features.md` document for this build.
+pub fn print_features() -> Result<i32> {
+    let features = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": [],
+        "mountOptions": [
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "mand",
+            "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
+            "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared",
+            "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
+            "tmpcopyup", "unbindable"
+        ],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
+        },
+        "annotations": {
+            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
+            "io.github.gpurun.version": env!("CARGO_PKG_VERSION")
+        }
+    });
+    println!("{}", serde_json::to_string_pretty(&features).expect("features serialise"));
+    Ok(0)
+}

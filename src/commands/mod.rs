@@ -1,0 +1,87 @@
+//! One function per CLI verb: thin adapters from parsed arguments to the container layer.
+
+mod info;
+pub use info::version_text;
+mod run;
+
+use std::path::Path;
+
+use crate::cli::{Cli, Command, CreateArgs, ListFormat};
+use crate::container::{self, create};
+use crate::error::{Error, Result};
+use crate::state;
+
+/// Run the parsed command; returns the process exit code.
+pub fn dispatch(cli: &Cli) -> Result<i32> {
+    if cli.systemd_cgroup {
+        return Err(Error::Unsupported(
+            "--systemd-cgroup is not supported: gpurun manages cgroups through cgroupfs (use the cgroupfs manager)".into(),
+        ));
+    }
+    let root = cli.root.as_path();
+    let Some(command) = &cli.command else {
+        return Err(Error::Unsupported("no command given; see gpurun --help".into()));
+    };
+    match command {
+        Command::Create(args) => {
+            create::create(root, &args.id, &create_options(args))?;
+            Ok(0)
+        }
+        Command::Start { id } => container::start(root, id).map(|()| 0),
+        Command::Run(args) => run::run(root, args),
+        Command::State { id } => print_state(root, id),
+        Command::Kill { all, id, signal } => {
+            let sig = crate::signal::parse(signal)?;
+            container::kill(root, id, sig, *all).map(|()| 0)
+        }
+        Command::Delete { force, id } => container::delete(root, id, *force).map(|()| 0),
+        Command::List { format, quiet } => list(root, *format, *quiet),
+        Command::Spec { bundle, rootless } => info::write_spec(bundle, *rootless),
+        Command::Features => info::print_features(),
+    }
+}
+
+pub(crate) fn create_options(args: &CreateArgs) -> create::CreateOptions {
+    create::CreateOptions {
+        bundle: args.bundle.clone(),
+        pid_file: args.pid_file.clone(),
+        console_socket: args.console_socket.clone(),
+        no_pivot: args.no_pivot,
+        no_new_keyring: args.no_new_keyring,
+        preserve_fds: args.preserve_fds,
+    }
+}
+
+fn print_state(root: &Path, id: &str) -> Result<i32> {
+    let (_dir, st, status) = container::load(root, id)?;
+    println!("{}", serde_json::to_string_pretty(&st.oci(status)).expect("state serialises"));
+    Ok(0)
+}
+
+fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<i32> {
+    let mut rows = Vec::new();
+    for id in state::list_ids(root)? {
+        // A container deleted while we list is simply not listed.
+        if let Ok(loaded) = container::load(root, &id) {
+            rows.push(loaded);
+        }
+    }
+    if quiet {
+        rows.iter().for_each(|(_, st, _)| println!("{}", st.id));
+        return Ok(0);
+    }
+    match format {
+        ListFormat::Json => {
+            let states: Vec<_> = rows.iter().map(|(_, st, status)| st.oci(*status)).collect();
+            println!("{}", serde_json::to_string(&states).expect("state serialises"));
+        }
+        ListFormat::Table => {
+            println!("{:<12} {:<8} {:<10} {:<40} {:<30} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            for (_, st, status) in &rows {
+                let oci = st.oci(*status);
+                println!("{:<12} {:<8} {:<10} {:<40} {:<30} {}", st.id, oci.pid, oci.status, st.bundle.display(), st.created, "root");
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,110 @@
+//! `create`: validate the bundle, clone the init into its namespaces, wait until it is set up
+//! and parked on the exec fifo, then record the state. A failure at any step removes
+//! everything made so far: the init is killed and reaped, the state dir is removed (the init's
+//! mounts live only in its own mount namespace and vanish with it).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::mkfifo;
+
+use crate::error::{Error, Result};
+use crate::namespaces::Namespaces;
+use crate::process::{parent, pidinfo, CreatePlan};
+use crate::spec::Bundle;
+use crate::state::{self, ContainerDir, State};
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+}
+
+/// A container whose init waits for `start`.
+pub struct Created {
+    pub dir: ContainerDir,
+    pub state: State,
+    /// The init, still our child (`run` waits for it; `create` just exits and orphans it).
+    pub init: parent::Init,
+}
+
+pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
+    // Everything that can be checked without side effects comes first.
+    state::validate_id(id)?;
+    let bundle = Bundle::load(&opts.bundle)?;
+    let process = bundle.spec.process().as_ref().expect("validated: process present");
+    if process.terminal() == Some(true) {
+        return Err(Error::Unsupported(
+            "process.terminal is not supported yet: set \"terminal\": false (console sockets land with exec support)".into(),
+        ));
+    }
+    if bundle.spec.hooks().is_some() {
+        return Err(Error::Unsupported("OCI hooks are not supported yet; remove \"hooks\" from config.json".into()));
+    }
+    let namespaces = Namespaces::from_spec(&bundle.spec)?;
+
+    let dir = ContainerDir::create(root, id)?;
+    match create_in(&dir, &bundle, namespaces, opts) {
+        Ok((state, init)) => Ok(Created { dir, state, init }),
+        Err(e) => {
+            let _ = dir.remove();
+            Err(e)
+        }
+    }
+}
+
+fn create_in(dir: &ContainerDir, bundle: &Bundle, namespaces: Namespaces, opts: &CreateOptions) -> Result<(State, parent::Init)> {
+    let own_pid_ns = namespaces.new.contains(nix::sched::CloneFlags::CLONE_NEWPID);
+    let plan = CreatePlan {
+        bundle,
+        namespaces,
+        exec_fifo: make_exec_fifo(&dir.fifo_path())?,
+        lock_fd: dir.lock_fd().as_raw_fd(),
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds,
+        pre_pivot_hooks: false,
+    };
+    let init = parent::spawn(&plan)?;
+    init.wait_ready(|_pid| Ok(()))?;
+    // From here on the init is parked on the fifo; failures must still kill it.
+    let finish = || -> Result<State> {
+        let pid = init.pid.as_raw();
+        let pid_start_time = pidinfo::start_time(pid).ok_or_else(|| Error::Init("init exited unexpectedly".into()))?;
+        let state = State {
+            oci_version: bundle.spec.version().clone(),
+            id: dir.id.clone(),
+            pid,
+            pid_start_time,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: crate::logging::rfc3339_now(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+            own_pid_ns,
+        };
+        dir.save(&state)?;
+        if let Some(pid_file) = &opts.pid_file {
+            state::write_pid_file(pid_file, pid)?;
+        }
+        Ok(state)
+    };
+    match finish() {
+        Ok(state) => Ok((state, init)),
+        Err(e) => {
+            init.kill_and_reap();
+            Err(e)
+        }
+    }
+}
+
+/// The fifo `start` writes to. Opened O_RDWR here so the open never blocks; the init inherits
+/// this descriptor and, after setup, blocks reading it.
+fn make_exec_fifo(path: &Path) -> Result<OwnedFd> {
+    mkfifo(path, Mode::from_bits_truncate(0o600)).map_err(Error::sys_path("mkfifo", path))?;
+    open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(Error::sys_path("open", path))
+}

@@ -1,0 +1,67 @@
+//! The runtime's error type. Messages name what failed (path, id, syscall, errno) and reuse
+//! runc's wording where engines match on it (containerd's shim, Podman, buildah).
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+use crate::rootfs::resolve::ResolveError;
+use crate::spec::SpecError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("container with id exists: {0}")]
+    Exists(String),
+    #[error("container {0} does not exist")]
+    NotExist(String),
+    #[error("invalid container id {0:?}: must match [A-Za-z0-9][A-Za-z0-9_+.-]* and contain no ..")]
+    InvalidId(String),
+    #[error("container not running")]
+    NotRunning,
+    #[error("no such process")]
+    NoSuchProcess,
+    #[error("cannot start a container that has stopped")]
+    StartStopped,
+    #[error("cannot start an already {0} container")]
+    StartNotCreated(&'static str),
+    #[error("cannot delete container {id} that is not stopped: {status}")]
+    DeleteNotStopped { id: String, status: &'static str },
+    #[error("unknown signal {0:?}")]
+    UnknownSignal(String),
+    #[error("container {0} did not exit after SIGKILL")]
+    KillTimeout(String),
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    Resolve(#[from] ResolveError),
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{syscall}: {errno}")]
+    Sys { syscall: &'static str, errno: Errno },
+    #[error("{syscall} {path}: {errno}")]
+    SysPath { syscall: &'static str, path: PathBuf, errno: Errno },
+    #[error("state {path}: {source}")]
+    State { path: PathBuf, source: serde_json::Error },
+    /// An error the container's init reported over the sync channel (already a full sentence).
+    #[error("container init: {0}")]
+    Init(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    pub fn sys(syscall: &'static str) -> impl FnOnce(Errno) -> Self {
+        move |errno| Error::Sys { syscall, errno }
+    }
+
+    pub fn sys_path(syscall: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(Errno) -> Self {
+        let path = path.into();
+        move |errno| Error::SysPath { syscall, path, errno }
+    }
+}

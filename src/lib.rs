@@ -1,0 +1,20 @@
+//! gpurun: a runc-compatible OCI container runtime.
+//!
+//! Parent side: [`cli`] → [`commands`] → [`container`] (state in [`state`]).
+//! Child side: [`process::init`] (namespaces → [`rootfs`] → pivot_root → user/capabilities → exec),
+//! talking to the parent over the protocol in [`process::sync`].
+//! All `unsafe` lives in [`sys`].
+
+pub mod capabilities;
+pub mod cli;
+pub mod commands;
+pub mod container;
+pub mod error;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod signal;
+pub mod spec;
+pub mod state;
+pub mod sys;

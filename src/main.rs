@@ -1,0 +1,21 @@
+use clap::Parser;
+
+use gpurun::cli::Cli;
+use gpurun::logging::Logger;
+
+fn main() {
+    let cli = Cli::parse();
+    if cli.version {
+        print!("{}", gpurun::commands::version_text());
+        return;
+    }
+    let logger = Logger { file: cli.log.clone(), format: cli.log_format, debug: cli.debug };
+    let code = match gpurun::commands::dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            logger.error(&e.to_string());
+            1
+        }
+    };
+    std::process::exit(code);
+}

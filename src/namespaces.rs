@@ -1,0 +1,89 @@
+//! Which namespaces a container gets: new ones are created by the clone flags, existing ones
+//! (a `path` in the spec) are joined with setns.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Time => CloneFlags::empty(),
+    }
+}
+
+/// An existing namespace to enter, opened by the parent before clone.
+pub struct Join {
+    pub flag: CloneFlags,
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+pub struct Namespaces {
+    /// Namespaces created by clone.
+    pub new: CloneFlags,
+    /// Namespaces joined by path, in the child (all but pid).
+    pub join: Vec<Join>,
+    /// A pid namespace to join: entered by the parent for its children around clone.
+    pub pid: Option<Join>,
+}
+
+impl Namespaces {
+    pub fn from_spec(spec: &Spec) -> Result<Namespaces> {
+        let mut ns = Namespaces { new: CloneFlags::empty(), join: Vec::new(), pid: None };
+        let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+        for n in list.into_iter().flatten() {
+            let flag = clone_flag(n.typ());
+            match n.path() {
+                None => ns.new |= flag,
+                Some(path) => {
+                    let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                        .map_err(Error::sys_path("open namespace", path))?;
+                    let join = Join { flag, path: path.clone(), fd };
+                    if flag == CloneFlags::CLONE_NEWPID {
+                        ns.pid = Some(join);
+                    } else {
+                        ns.join.push(join);
+                    }
+                }
+            }
+        }
+        Ok(ns)
+    }
+
+    pub fn has(&self, flag: CloneFlags) -> bool {
+        self.new.contains(flag) || self.join.iter().any(|j| j.flag == flag) || (flag == CloneFlags::CLONE_NEWPID && self.pid.is_some())
+    }
+
+    /// In the init: enter every namespace given by path.
+    pub fn join_all(&self) -> Result<()> {
+        for j in &self.join {
+            setns(j.fd.as_fd(), j.flag).map_err(Error::sys_path("setns", &j.path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Run `f` (the clone) with our children's pid namespace set to `pid`, then switch back, so
+/// only the container's init lands in the joined namespace.
+pub fn with_pid_ns<T>(pid: Option<&Join>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let Some(join) = pid else { return f() };
+    let own = open("/proc/self/ns/pid", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(Error::sys_path("open", "/proc/self/ns/pid"))?;
+    setns(join.fd.as_fd(), CloneFlags::CLONE_NEWPID).map_err(Error::sys_path("setns", &join.path))?;
+    let result = f();
+    setns(own.as_fd(), CloneFlags::CLONE_NEWPID).map_err(Error::sys("setns back to own pid namespace"))?;
+    result
+}

@@ -1,0 +1,215 @@
+//! The container's init, from clone to execve. Runs in the child only.
+//!
+//! The sequence is one list of named steps (modelled on runc's `standard_init_linux.go`), each
+//! ordering decision explained where it is made. Any error is sent to the parent over the sync
+//! channel and the init exits; nothing here may return into the parent's code paths.
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+use nix::unistd::{chdir, execve, sethostname, setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::Process;
+
+use super::sync::{Channel, Msg};
+use super::CreatePlan;
+use crate::error::{Error, Result};
+use crate::{capabilities, rootfs, sys};
+
+/// Entry point in the child. Never returns.
+pub fn run(plan: &CreatePlan, chan: Channel) -> ! {
+    let err = match setup(plan, &chan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = chan.send(&Msg::Error(err.to_string()));
+    sys::exit_now(1)
+}
+
+fn setup(plan: &CreatePlan, chan: &Channel) -> Result<std::convert::Infallible> {
+    let spec = &plan.bundle.spec;
+    let process = spec.process().as_ref().expect("validated: process present");
+
+    // Die with the runtime while we are still being set up: a half-made container must not
+    // outlive a create that was killed.
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
+    // The container dir lock belongs to the parent; our inherited copy would keep it held.
+    sys::close_inherited(plan.lock_fd);
+    // Device nodes and directories get exactly the modes asked for.
+    sys::set_umask(0);
+    // `run` blocks the signals it forwards; the container must start with none blocked.
+    nix::sys::signal::SigSet::empty().thread_set_mask().map_err(Error::sys("sigprocmask"))?;
+
+    plan.namespaces.join_all()?;
+    set_hostname(plan)?;
+    rootfs::prepare(plan.bundle)?;
+    if plan.pre_pivot_hooks {
+        chan.send(&Msg::Hooks)?;
+        chan.expect(Msg::HooksDone)?;
+    }
+    if plan.no_pivot {
+        rootfs::pivot::move_root(&plan.bundle.rootfs)?;
+    } else {
+        rootfs::pivot::pivot(&plan.bundle.rootfs)?;
+    }
+    rootfs::finish(plan.bundle)?;
+
+    set_rlimits(process)?;
+    set_oom_score_adj(process)?;
+    // cwd while still root, so a directory only root can enter still works (runc does the same).
+    chdir(process.cwd()).map_err(Error::sys_path("chdir", process.cwd()))?;
+    let env = environment(process);
+    // Resolve args[0] now, so a missing binary fails `create`, not the later `start`.
+    let args = process.args().as_deref().unwrap_or_default();
+    let exe = lookup_path(&args[0], &env)?;
+    if process.no_new_privileges() == Some(true) {
+        prctl::set_no_new_privs().map_err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+    }
+    switch_user(process)?;
+    sys::set_umask(process.user().umask().unwrap_or(0o022));
+
+    // From here on the init must survive the parent (`create` exits after Ready).
+    prctl::set_pdeathsig(None).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
+    chan.send(&Msg::Ready)?;
+    wait_for_start(&plan.exec_fifo)?;
+
+    // Nothing of the runtime may leak into the container (CVE-2024-21626): everything beyond
+    // stdio and the preserved fds is closed by execve.
+    sys::cloexec_from(3 + plan.preserve_fds).map_err(Error::sys("close_range"))?;
+    let argv: Vec<CString> = args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+    let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
+    let errno = execve(&exe, &argv, &envp).unwrap_err();
+    Err(Error::SysPath { syscall: "exec", path: PathBuf::from(exe.to_string_lossy().into_owned()), errno })
+}
+
+fn set_hostname(plan: &CreatePlan) -> Result<()> {
+    let spec = &plan.bundle.spec;
+    if !plan.namespaces.has(CloneFlags::CLONE_NEWUTS) {
+        return Ok(());
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        sethostname(h).map_err(Error::sys("sethostname"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        sys::set_domainname(d).map_err(Error::sys("setdomainname"))?;
+    }
+    Ok(())
+}
+
+fn set_rlimits(process: &Process) -> Result<()> {
+    for r in process.rlimits().iter().flatten() {
+        let resource = rlimit_number(&r.typ().to_string())
+            .ok_or_else(|| Error::Unsupported(format!("unknown rlimit {}", r.typ())))?;
+        sys::set_rlimit(resource, r.soft(), r.hard()).map_err(|errno| Error::SysPath {
+            syscall: "setrlimit",
+            path: PathBuf::from(r.typ().to_string()),
+            errno,
+        })?;
+    }
+    Ok(())
+}
+
+fn rlimit_number(name: &str) -> Option<u32> {
+    const NAMES: [&str; 16] = [
+        "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
+        "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS",
+        "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+    ];
+    let name = if name.starts_with("RLIMIT_") { name.to_string() } else { format!("RLIMIT_{}", name.to_uppercase()) };
+    NAMES.iter().position(|n| *n == name).map(|i| i as u32)
+}
+
+fn set_oom_score_adj(process: &Process) -> Result<()> {
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| Error::io("write", "/proc/self/oom_score_adj", e))?;
+    }
+    Ok(())
+}
+
+/// `process.env`, with a default PATH when the spec has none (as runc does for the lookup).
+fn environment(process: &Process) -> Vec<String> {
+    process.env().clone().unwrap_or_default()
+}
+
+/// Find args[0] the way execvp would, using the container's PATH, after pivot_root.
+fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
+    let not_found = || Error::Unsupported(format!("exec: {arg0:?}: executable file not found in $PATH"));
+    let candidates: Vec<PathBuf> = if arg0.contains('/') {
+        vec![PathBuf::from(arg0)]
+    } else {
+        let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        path.split(':').map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0)).collect()
+    };
+    for c in &candidates {
+        if nix::unistd::access(c, nix::unistd::AccessFlags::X_OK).is_ok() && c.is_file() {
+            return CString::new(c.as_os_str().as_bytes()).map_err(|_| not_found());
+        }
+    }
+    if arg0.contains('/') {
+        return Err(Error::Unsupported(format!("exec: {arg0:?}: no such executable file")));
+    }
+    Err(not_found())
+}
+
+/// setgroups → setresgid → setresuid, keeping permitted capabilities across the uid change,
+/// then the capability sets. The bounding set is dropped first, while CAP_SETPCAP is held.
+fn switch_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    if let Some(c) = process.capabilities() {
+        capabilities::drop_bounding(c)?;
+    }
+    prctl::set_keepcaps(true).map_err(Error::sys("prctl(PR_SET_KEEPCAPS)"))?;
+    let groups: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&groups).map_err(Error::sys("setgroups"))?;
+    let gid = Gid::from_raw(user.gid());
+    setresgid(gid, gid, gid).map_err(Error::sys("setresgid"))?;
+    let uid = Uid::from_raw(user.uid());
+    setresuid(uid, uid, uid).map_err(Error::sys("setresuid"))?;
+    prctl::set_keepcaps(false).map_err(Error::sys("prctl(PR_SET_KEEPCAPS)"))?;
+    match process.capabilities() {
+        Some(c) => capabilities::apply_sets(c),
+        None => capabilities::apply_sets(&Default::default()),
+    }
+}
+
+/// Block until `start` writes a byte into the exec fifo (see [`crate::container::start`]).
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(fifo, &mut byte) {
+            Ok(1) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => return Err(Error::Init("exec fifo closed before start".into())),
+            Err(e) => return Err(Error::sys("read exec fifo")(e)),
+        }
+    }
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::Unsupported(format!("argument or environment entry contains NUL: {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rlimit_names() {
+        assert_eq!(rlimit_number("RLIMIT_NOFILE"), Some(libc::RLIMIT_NOFILE));
+        assert_eq!(rlimit_number("RLIMIT_RTTIME"), Some(libc::RLIMIT_RTTIME));
+        assert_eq!(rlimit_number("RLIMIT_BOGUS"), None);
+    }
+
+    #[test]
+    fn path_lookup() {
+        let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
+        assert!(lookup_path("sh", &env).unwrap().to_str().unwrap().ends_with("/sh"));
+        assert!(lookup_path("definitely-not-a-binary", &env).is_err());
+        assert!(lookup_path("/nonexistent/x", &env).is_err());
+    }
+}

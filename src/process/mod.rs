@@ -1,0 +1,26 @@
+//! Creating the container's init process: the parent side ([`parent`]), the child side
+//! ([`init`]) and the protocol between them ([`sync`]).
+
+pub mod init;
+pub mod parent;
+pub mod pidinfo;
+pub mod sync;
+
+use std::os::fd::{OwnedFd, RawFd};
+
+use crate::namespaces::Namespaces;
+use crate::spec::Bundle;
+
+/// Everything the init needs, built once by the parent before clone and only borrowed after.
+pub struct CreatePlan<'a> {
+    pub bundle: &'a Bundle,
+    pub namespaces: Namespaces,
+    /// The exec fifo, opened O_RDWR: the init blocks reading it until `start` writes a byte.
+    pub exec_fifo: OwnedFd,
+    /// The container dir's lock fd, which the init must close (see `state::ContainerDir`).
+    pub lock_fd: RawFd,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+    /// The spec has prestart/createRuntime hooks: stop before pivot_root and let the parent run them.
+    pub pre_pivot_hooks: bool,
+}

@@ -1,0 +1,91 @@
+//! The parent side of creating an init: clone it, drive the sync protocol, and clean up on
+//! failure so a failed create leaves no process behind.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::sync::{self, Channel, Msg};
+use super::{init, CreatePlan};
+use crate::error::{Error, Result};
+use crate::namespaces::with_pid_ns;
+use crate::sys::{self, Forked};
+
+/// A freshly cloned init, owned by this process until it is `Ready`.
+pub struct Init {
+    pub pid: Pid,
+    pub pidfd: OwnedFd,
+    chan: Channel,
+}
+
+/// Clone the init into its namespaces. In the child this never returns.
+pub fn spawn(plan: &CreatePlan) -> Result<Init> {
+    let (parent_end, child_end) = sync::channel()?;
+    let flags = plan.namespaces.new.bits();
+    let forked = with_pid_ns(plan.namespaces.pid.as_ref(), || sys::clone_fork(flags).map_err(Error::sys("clone3")))?;
+    match forked {
+        Forked::Child => {
+            drop(parent_end);
+            init::run(plan, child_end)
+        }
+        Forked::Parent { pid, pidfd } => Ok(Init { pid, pidfd, chan: parent_end }),
+    }
+}
+
+impl Init {
+    /// Drive the protocol until the init reports `Ready`; `run_hooks` is called when it asks
+    /// for the pre-pivot hooks. On any error the init is killed and reaped.
+    pub fn wait_ready(&self, mut run_hooks: impl FnMut(Pid) -> Result<()>) -> Result<()> {
+        let result = (|| loop {
+            match self.chan.recv()? {
+                Some(Msg::Ready) => return Ok(()),
+                Some(Msg::Hooks) => {
+                    run_hooks(self.pid)?;
+                    self.chan.send(&Msg::HooksDone)?;
+                }
+                Some(Msg::Error(msg)) => return Err(Error::Init(msg)),
+                Some(other) => return Err(Error::Init(format!("unexpected sync message {other:?}"))),
+                None => return Err(Error::Init("init exited unexpectedly".into())),
+            }
+        })();
+        if result.is_err() {
+            self.kill_and_reap();
+        }
+        result
+    }
+
+    /// SIGKILL the init and reap it (it is our child), so a failed create leaves no process.
+    pub fn kill_and_reap(&self) {
+        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+
+    /// Wait for the init to exit and return its status the way a shell reports it:
+    /// the exit code, or 128 + the signal number.
+    pub fn wait_exit(&self) -> Result<i32> {
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("waitpid")(e)),
+            }
+        }
+    }
+}
+
+/// Block until the process behind `pidfd` has exited (works for processes that are not our
+/// children too) or `timeout_ms` passes. Returns whether it exited.
+pub fn wait_pidfd(pidfd: &OwnedFd, timeout_ms: u16) -> bool {
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, PollTimeout::from(timeout_ms)) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return true,
+        }
+    }
+}

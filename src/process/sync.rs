@@ -1,0 +1,91 @@
+//! The parent ↔ init synchronisation protocol.
+//!
+//! One `SOCK_SEQPACKET` socketpair (message boundaries for free, close-on-exec on both ends)
+//! carries these messages, in this order:
+//!
+//! | step | direction     | message      | sent when                                         | the receiver then                                  |
+//! |------|---------------|--------------|---------------------------------------------------|----------------------------------------------------|
+//! | 1    | init → parent | `Hooks`      | namespaces, mounts and /dev are ready, before pivot_root; only if the spec has prestart/createRuntime hooks | runs those hooks with the init's pid, replies `HooksDone` |
+//! | 2    | parent → init | `HooksDone`  | the hooks succeeded                               | continues: pivot_root, paths, user, capabilities  |
+//! | 3    | init → parent | `Ready`      | all set up; args[0] resolved; about to block on the exec fifo | records state `created`, writes the pid file, exits (create) or starts it (run) |
+//! | any  | init → parent | `Error(msg)` | any step failed; the init then exits 1            | kills and reaps the init, removes the state dir, reports `msg` |
+//! | any  | (EOF)         | —            | the init died without a word                       | as `Error`, with "init exited unexpectedly"        |
+//!
+//! After `Ready` the channel is closed: `start` talks to the init only through the exec fifo
+//! (see [`crate::container::start`]).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub enum Msg {
+    Hooks,
+    HooksDone,
+    Ready,
+    Error(String),
+}
+
+/// One end of the channel.
+pub struct Channel(OwnedFd);
+
+/// Both ends: the parent keeps one, the init the other.
+pub fn channel() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(Error::sys("socketpair"))?;
+    Ok((Channel(a), Channel(b)))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> Result<()> {
+        let bytes = serde_json::to_vec(msg).expect("sync messages always serialise");
+        send(self.0.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL).map_err(Error::sys("send sync message"))?;
+        Ok(())
+    }
+
+    /// The next message, or `None` once the other end has closed.
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = loop {
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.map_err(Error::sys("recv sync message"))?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|e| Error::Init(format!("malformed sync message: {e}")))
+    }
+
+    /// Wait for exactly `expected`; an `Error` from the other side becomes our error.
+    pub fn expect(&self, expected: Msg) -> Result<()> {
+        match self.recv()? {
+            Some(m) if m == expected => Ok(()),
+            Some(Msg::Error(msg)) => Err(Error::Init(msg)),
+            Some(other) => Err(Error::Init(format!("unexpected sync message {other:?}, wanted {expected:?}"))),
+            None => Err(Error::Init("init exited unexpectedly".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_eof() {
+        let (a, b) = channel().unwrap();
+        a.send(&Msg::Hooks).unwrap();
+        a.send(&Msg::Error("mount /x: EPERM".into())).unwrap();
+        assert_eq!(b.recv().unwrap(), Some(Msg::Hooks));
+        assert!(matches!(b.expect(Msg::Ready), Err(Error::Init(m)) if m == "mount /x: EPERM"));
+        drop(a);
+        assert!(matches!(b.expect(Msg::Ready), Err(Error::Init(m)) if m.contains("unexpectedly")));
+    }
+}

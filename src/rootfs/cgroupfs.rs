@@ -1,0 +1,91 @@
+//! The `cgroup` mount type: what the container sees at `/sys/fs/cgroup`.
+//!
+//! On a pure cgroup v2 host that is one cgroup2 mount. On v1 and hybrid hosts (like ours) it is,
+//! as runc builds it, a tmpfs with one subdirectory per host hierarchy, each a fresh mount of
+//! that hierarchy. Mounted from inside the container's cgroup namespace, every hierarchy is
+//! rooted at the container's own cgroup.
+
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
+
+use super::mounts::MountOptions;
+use super::resolve::{ensure_in_root, fd_path, open_in_root, show};
+use crate::error::{Error, Result};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// One cgroup hierarchy mounted on the host below `/sys/fs/cgroup`.
+struct Hierarchy {
+    /// Directory name under /sys/fs/cgroup (e.g. `cpu,cpuacct`, `unified`).
+    name: String,
+    fstype: String,
+    /// Super options to pass as mount data (e.g. `cpu,cpuacct`, `none,name=systemd`).
+    data: String,
+}
+
+fn host_hierarchies() -> Vec<Hierarchy> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let mountpoint = pre.split(' ').nth(4)?;
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let super_opts = post.nth(1)?;
+            let name = mountpoint.strip_prefix(CGROUP_ROOT)?.strip_prefix('/')?;
+            if !(fstype == "cgroup" || fstype == "cgroup2") || name.contains('/') {
+                return None;
+            }
+            let data: Vec<&str> = super_opts.split(',').filter(|o| *o != "rw" && *o != "ro").collect();
+            let data = if data.iter().any(|o| o.starts_with("name=")) && !data.contains(&"none") {
+                format!("none,{}", data.join(","))
+            } else {
+                data.join(",")
+            };
+            Some(Hierarchy { name: name.to_string(), fstype: fstype.to_string(), data })
+        })
+        .collect()
+}
+
+fn is_unified_host() -> bool {
+    nix::sys::statfs::statfs(CGROUP_ROOT).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// Mount the container's cgroup filesystem(s) on `rel`, a directory inside the rootfs.
+pub fn mount_cgroupfs(rootfd: BorrowedFd<'_>, rel: &Path, opts: &MountOptions) -> Result<()> {
+    let shown = show(rel);
+    let fail = |errno| Error::SysPath { syscall: "mount cgroup", path: shown.clone().into(), errno };
+    let flags = opts.flags;
+    let covered = ensure_in_root(rootfd, rel, false)?;
+    if is_unified_host() {
+        return mount(Some("cgroup2"), &fd_path(&covered), Some("cgroup2"), flags, None::<&str>).map_err(fail);
+    }
+    // Build the tree writable, then apply the requested flags (usually ro) at the end.
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("tmpfs"), &fd_path(&covered), Some("tmpfs"), base, Some("mode=755")).map_err(fail)?;
+    // The fd above still names the covered directory: reopen to reach the new tmpfs.
+    let tmpfs = open_in_root(rootfd, rel, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    let target = fd_path(&tmpfs);
+    let target = target.as_path();
+    for h in host_hierarchies() {
+        let dir = target.join(&h.name);
+        nix::unistd::mkdir(&dir, Mode::from_bits_truncate(0o755)).map_err(fail)?;
+        let data = (!h.data.is_empty()).then_some(h.data.as_str());
+        mount(Some("cgroup"), &dir, Some(h.fstype.as_str()), flags | base, data).map_err(fail)?;
+        // Co-mounted controllers are also reachable by each name, as on the host.
+        if h.name.contains(',') {
+            for part in h.name.split(',') {
+                let _ = std::os::unix::fs::symlink(&h.name, target.join(part));
+            }
+        }
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let remount = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base;
+        mount(None::<&str>, target, None::<&str>, remount, Some("mode=755")).map_err(fail)?;
+    }
+    Ok(())
+}

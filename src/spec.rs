@@ -1,0 +1,195 @@
+//! Loading and validating a bundle's `config.json`.
+//!
+//! Unknown properties are ignored, as the runtime-spec requires; everything gpurun cannot honour
+//! is refused here, before any side effect, so a bad bundle leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+    #[error("unsupported ociVersion {0:?}: gpurun implements runtime-spec 1.x")]
+    Version(String),
+    #[error("config.json: process.args must not be empty")]
+    NoArgs,
+    #[error("config.json: no process given")]
+    NoProcess,
+    #[error("config.json: root.path is missing")]
+    NoRoot,
+    #[error("rootfs {0} does not exist or is not a directory")]
+    Rootfs(PathBuf),
+    #[error("config.json: a mount namespace is required")]
+    NoMountNamespace,
+    #[error("config.json: namespace {0} given twice")]
+    DuplicateNamespace(String),
+    #[error("config.json: {0} namespaces are not supported yet")]
+    UnsupportedNamespace(String),
+    #[error("config.json: process.cwd {0:?} must be an absolute path")]
+    RelativeCwd(String),
+    #[error("config.json: setting the hostname needs a new or joined uts namespace")]
+    HostnameWithoutUts,
+    #[error("config.json: linux.resources.{0} is not supported yet on this host (cgroup limits are not implemented); refusing to ignore a limit")]
+    Resources(String),
+    #[error("config.json: invalid rootfsPropagation {0:?}")]
+    Propagation(String),
+    #[error("config.json: invalid sysctl key {0:?}")]
+    Sysctl(String),
+}
+
+pub type Result<T> = std::result::Result<T, SpecError>;
+
+/// A validated bundle: the spec plus the absolute bundle and rootfs paths.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+impl Bundle {
+    pub fn load(dir: &Path) -> Result<Bundle> {
+        let dir = std::path::absolute(dir).map_err(|e| SpecError::Read { path: dir.into(), source: e })?;
+        let path = dir.join("config.json");
+        let bytes = std::fs::read(&path).map_err(|e| SpecError::Read { path: path.clone(), source: e })?;
+        let spec: Spec =
+            serde_json::from_slice(&bytes).map_err(|e| SpecError::Parse { path: path.clone(), msg: e.to_string() })?;
+        let rootfs = rootfs_path(&dir, &spec)?;
+        validate(&spec)?;
+        Ok(Bundle { dir, rootfs, spec })
+    }
+}
+
+fn rootfs_path(dir: &Path, spec: &Spec) -> Result<PathBuf> {
+    let root = spec.root().as_ref().ok_or(SpecError::NoRoot)?;
+    let joined = dir.join(root.path());
+    match joined.canonicalize() {
+        Ok(p) if p.is_dir() => Ok(p),
+        _ => Err(SpecError::Rootfs(joined)),
+    }
+}
+
+/// Everything checked without touching the system.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let version = spec.version();
+    if version.split('.').next() != Some("1") {
+        return Err(SpecError::Version(version.clone()));
+    }
+    let process = spec.process().as_ref().ok_or(SpecError::NoProcess)?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(SpecError::NoArgs);
+    }
+    if !process.cwd().is_absolute() {
+        return Err(SpecError::RelativeCwd(process.cwd().display().to_string()));
+    }
+    let linux = spec.linux().as_ref();
+    let namespaces = linux.and_then(|l| l.namespaces().as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let mut seen = Vec::new();
+    for ns in namespaces {
+        let kind = ns.typ();
+        if seen.contains(&kind) {
+            return Err(SpecError::DuplicateNamespace(kind.to_string()));
+        }
+        seen.push(kind);
+        if matches!(kind, LinuxNamespaceType::User | LinuxNamespaceType::Time) {
+            return Err(SpecError::UnsupportedNamespace(kind.to_string()));
+        }
+    }
+    if !seen.contains(&LinuxNamespaceType::Mount) {
+        return Err(SpecError::NoMountNamespace);
+    }
+    let sets_hostname = spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        || spec.domainname().as_ref().is_some_and(|h| !h.is_empty());
+    if sets_hostname && !seen.contains(&LinuxNamespaceType::Uts) {
+        return Err(SpecError::HostnameWithoutUts);
+    }
+    if let Some(linux) = linux {
+        if let Some(resources) = linux.resources() {
+            check_resources(resources)?;
+        }
+        if let Some(p) = linux.rootfs_propagation() {
+            crate::rootfs::mounts::propagation_flag(p).ok_or_else(|| SpecError::Propagation(p.clone()))?;
+        }
+        for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
+            if key.is_empty() || key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
+                return Err(SpecError::Sysctl(key.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// cgroup limits are not implemented yet: only device rules (which gpurun's default spec and
+/// every engine send) are accepted, so a requested limit is never silently ignored.
+fn check_resources(r: &LinuxResources) -> Result<()> {
+    let asked = [
+        ("memory", r.memory().is_some()),
+        ("cpu", r.cpu().is_some()),
+        ("pids", r.pids().is_some()),
+        ("blockIO", r.block_io().is_some()),
+        ("hugepageLimits", r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty())),
+        ("network", r.network().is_some()),
+        ("rdma", r.rdma().as_ref().is_some_and(|v| !v.is_empty())),
+        ("unified", r.unified().as_ref().is_some_and(|v| !v.is_empty())),
+    ];
+    match asked.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(SpecError::Resources(name.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// The default `config.json` written by `gpurun spec`: runc's defaults.
+pub const DEFAULT_SPEC: &str = include_str!("default_spec.json");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
+        let mut v: serde_json::Value = serde_json::from_str(DEFAULT_SPEC).unwrap();
+        edit(&mut v);
+        let spec: Spec = serde_json::from_value(v).map_err(|e| SpecError::Parse { path: "x".into(), msg: e.to_string() })?;
+        validate(&spec)
+    }
+
+    #[test]
+    fn default_spec_is_valid() {
+        spec_with(|_| {}).unwrap();
+    }
+
+    #[test]
+    fn unknown_properties_are_ignored() {
+        spec_with(|v| v["somethingNew"] = serde_json::json!({"x": 1})).unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(matches!(spec_with(|v| v["ociVersion"] = "2.0.0".into()), Err(SpecError::Version(_))));
+        assert!(matches!(spec_with(|v| v["process"]["args"] = serde_json::json!([])), Err(SpecError::NoArgs)));
+        assert!(matches!(spec_with(|v| v["process"]["cwd"] = "tmp".into()), Err(SpecError::RelativeCwd(_))));
+        assert!(matches!(
+            spec_with(|v| v["linux"]["resources"]["memory"] = serde_json::json!({"limit": 1048576})),
+            Err(SpecError::Resources(_))
+        ));
+        assert!(matches!(
+            spec_with(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}])),
+            Err(SpecError::NoMountNamespace)
+        ));
+        assert!(matches!(
+            spec_with(|v| v["linux"]["sysctl"] = serde_json::json!({"../x": "1"})),
+            Err(SpecError::Sysctl(_))
+        ));
+        assert!(spec_with(|v| v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_FOO"])).is_err());
+    }
+
+    #[test]
+    fn hostname_needs_uts() {
+        let r = spec_with(|v| {
+            v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        });
+        assert!(matches!(r, Err(SpecError::HostnameWithoutUts)));
+    }
+}

@@ -1,0 +1,149 @@
+//! Thin wrappers over the few syscalls that nix does not cover.
+//!
+//! This is the only module of the runtime that contains `unsafe`: every block below is a
+//! direct syscall with plain integer/pointer arguments, documented with a `// SAFETY:` comment.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// `struct clone_args` from `<linux/sched.h>` (the first, stable 88 bytes: up to `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// The outcome of a fork-like clone, seen from either side.
+pub enum Forked {
+    /// We are the parent: the child's pid and a pidfd for it.
+    Parent { pid: Pid, pidfd: OwnedFd },
+    /// We are the new child process.
+    Child,
+}
+
+/// Fork-like `clone3(2)`: the child continues on a copy-on-write copy of our stack, exactly as
+/// with `fork(2)`, but may start in new namespaces and hands us a pidfd atomically.
+///
+/// Falls back to the legacy `clone(2)` on kernels without clone3. The caller must be
+/// single-threaded (gpurun never starts a thread before this point).
+pub fn clone_fork(namespace_flags: libc::c_int) -> Result<Forked, Errno> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: (namespace_flags | libc::CLONE_PIDFD) as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 with stack == 0 behaves like fork(2): the child gets a private copy of
+    // the address space. `args` and `pidfd` outlive the call; the size passed matches the
+    // struct. The process is single-threaded, so no lock can be held by a vanished thread.
+    let mut ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    if ret == -1 && Errno::last() == Errno::ENOSYS {
+        // SAFETY: legacy clone(2) with a NULL stack is also fork-like on x86_64 and aarch64;
+        // with CLONE_PIDFD the kernel writes the pidfd into `parent_tid` (our `pidfd`).
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (namespace_flags | libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
+                std::ptr::null_mut::<libc::c_void>(),
+                &mut pidfd as *mut RawFd,
+                std::ptr::null_mut::<libc::c_int>(),
+                0 as libc::c_ulong,
+            )
+        };
+    }
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: Pid::from_raw(pid as i32),
+            // SAFETY: the kernel just created this fd for us (CLONE_PIDFD) and nothing else owns it.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// `pidfd_open(2)`: a handle that keeps referring to this process even if its pid is reused.
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain integer arguments; on success the return value is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    Errno::result(fd).map(|fd| {
+        // SAFETY: a fresh fd returned by the kernel, owned by nobody else.
+        unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+    })
+}
+
+/// `pidfd_send_signal(2)`: signal exactly the process the pidfd refers to.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: integer arguments; a NULL siginfo means "as kill(2) would send it".
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Mark every fd from `first` upwards close-on-exec (`close_range(2)` with CLOSE_RANGE_CLOEXEC),
+/// so nothing of the runtime leaks into the container (CVE-2024-21626).
+pub fn cloexec_from(first: RawFd) -> Result<(), Errno> {
+    // SAFETY: integer arguments only; the flag makes the kernel set FD_CLOEXEC, closing nothing.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC)
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `umask(2)`, which nix exposes only through its `Mode` type with lossy conversions.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask(2) cannot fail and touches only the process' file creation mask.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// Apply one rlimit pair with `setrlimit(2)` (nix's enum has no variant for every resource
+/// number an OCI config may carry).
+pub fn set_rlimit(resource: u32, soft: u64, hard: u64) -> Result<(), Errno> {
+    let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: `limit` is a valid, initialised rlimit struct that outlives the call.
+    let ret = unsafe { libc::setrlimit(resource as _, &limit) };
+    Errno::result(ret).map(drop)
+}
+
+/// Close an fd inherited from the parent by fork whose owner object lives in the parent's
+/// memory image (the child never drops it: it execs or `_exit`s).
+pub fn close_inherited(fd: RawFd) {
+    // SAFETY: closes only our copy of the descriptor; nothing in this process uses it afterwards.
+    unsafe { libc::close(fd) };
+}
+
+/// `setdomainname(2)` (not wrapped by nix).
+pub fn set_domainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: pointer and length describe `name`'s bytes, valid for the duration of the call.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(ret).map(drop)
+}
+
+/// `_exit(2)`: leave the forked child without running the parent's atexit handlers or flushing
+/// stdio buffers copied from it.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust-managed state.
+    unsafe { libc::_exit(code) }
+}

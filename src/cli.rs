@@ -24,9 +24,6 @@ pub struct Cli {
     /// Manage cgroups through systemd (not supported: gpurun manages cgroupfs directly)
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for runc compatibility (auto|true|false)
-    #[arg(long, global = true, hide = true)]
-    pub rootless: Option<String>,
     /// Print the version
     #[arg(short = 'v', long)]
     pub version: bool,

@@ -12,11 +12,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("container with id exists: {0}")]
+    #[error("container with given ID already exists (container with id exists: {0})")]
     Exists(String),
-    #[error("container {0} does not exist")]
+    #[error("container does not exist: {0}")]
     NotExist(String),
-    #[error("invalid container id {0:?}: must match [A-Za-z0-9][A-Za-z0-9_+.-]* and contain no ..")]
+    #[error("container id cannot be empty")]
+    EmptyId,
+    #[error("invalid container ID format: {0:?} (allowed: [A-Za-z0-9][A-Za-z0-9_+.-]*, no \"..\")")]
     InvalidId(String),
     #[error("container not running")]
     NotRunning,

@@ -9,20 +9,22 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    #[error("JSON specification file config.json not found in {0}")]
+    NotFound(PathBuf),
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
     #[error("unsupported ociVersion {0:?}: gpurun implements runtime-spec 1.x")]
     Version(String),
-    #[error("config.json: process.args must not be empty")]
+    #[error("config.json: args must not be empty")]
     NoArgs,
-    #[error("config.json: no process given")]
+    #[error("config.json: process property must not be empty")]
     NoProcess,
     #[error("config.json: root.path is missing")]
     NoRoot,
-    #[error("rootfs {0} does not exist or is not a directory")]
-    Rootfs(PathBuf),
+    #[error("invalid rootfs {0}: {1}")]
+    Rootfs(PathBuf, &'static str),
     #[error("config.json: a mount namespace is required")]
     NoMountNamespace,
     #[error("config.json: namespace {0} given twice")]
@@ -54,7 +56,10 @@ impl Bundle {
     pub fn load(dir: &Path) -> Result<Bundle> {
         let dir = std::path::absolute(dir).map_err(|e| SpecError::Read { path: dir.into(), source: e })?;
         let path = dir.join("config.json");
-        let bytes = std::fs::read(&path).map_err(|e| SpecError::Read { path: path.clone(), source: e })?;
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SpecError::NotFound(dir.clone()),
+            _ => SpecError::Read { path: path.clone(), source: e },
+        })?;
         let spec: Spec =
             serde_json::from_slice(&bytes).map_err(|e| SpecError::Parse { path: path.clone(), msg: e.to_string() })?;
         let rootfs = rootfs_path(&dir, &spec)?;
@@ -68,7 +73,8 @@ fn rootfs_path(dir: &Path, spec: &Spec) -> Result<PathBuf> {
     let joined = dir.join(root.path());
     match joined.canonicalize() {
         Ok(p) if p.is_dir() => Ok(p),
-        _ => Err(SpecError::Rootfs(joined)),
+        Ok(_) => Err(SpecError::Rootfs(joined, "not a directory")),
+        Err(_) => Err(SpecError::Rootfs(joined, "no such file or directory")),
     }
 }
 

@@ -94,6 +94,9 @@ impl State {
 
 /// Container ids become directory names: allow only runc's safe alphabet.
 pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::EmptyId);
+    }
     let mut chars = id.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_+.-".contains(c));

@@ -147,3 +147,12 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust-managed state.
     unsafe { libc::_exit(code) }
 }
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: give the container a session keyring of its
+/// own instead of sharing the caller's (keys are not namespaced).
+pub fn join_session_keyring(name: &std::ffi::CStr) -> Result<(), Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    Errno::result(ret).map(drop)
+}

@@ -67,6 +67,8 @@ fn create_in(dir: &ContainerDir, bundle: &Bundle, namespaces: Namespaces, opts: 
         exec_fifo: make_exec_fifo(&dir.fifo_path())?,
         lock_fd: dir.lock_fd().as_raw_fd(),
         no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        id: &dir.id,
         preserve_fds: opts.preserve_fds,
         pre_pivot_hooks: false,
     };

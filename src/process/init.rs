@@ -45,6 +45,9 @@ fn setup(plan: &CreatePlan, chan: &Channel) -> Result<std::convert::Infallible> 
     nix::sys::signal::SigSet::empty().thread_set_mask().map_err(Error::sys("sigprocmask"))?;
 
     plan.namespaces.join_all()?;
+    if !plan.no_new_keyring {
+        join_keyring(plan.id)?;
+    }
     set_hostname(plan)?;
     rootfs::prepare(plan.bundle)?;
     if plan.pre_pivot_hooks {
@@ -84,6 +87,15 @@ fn setup(plan: &CreatePlan, chan: &Channel) -> Result<std::convert::Infallible> 
     let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
     let errno = execve(&exe, &argv, &envp).unwrap_err();
     Err(Error::SysPath { syscall: "exec", path: PathBuf::from(exe.to_string_lossy().into_owned()), errno })
+}
+
+fn join_keyring(id: &str) -> Result<()> {
+    let name = CString::new(format!("_ses.{id}")).map_err(|_| Error::InvalidId(id.into()))?;
+    match sys::join_session_keyring(&name) {
+        // Kernels without keyrings (or that filter keyctl) simply share nothing.
+        Ok(()) | Err(nix::errno::Errno::ENOSYS) => Ok(()),
+        Err(errno) => Err(Error::Sys { syscall: "keyctl(KEYCTL_JOIN_SESSION_KEYRING)", errno }),
+    }
 }
 
 fn set_hostname(plan: &CreatePlan) -> Result<()> {
@@ -151,7 +163,7 @@ fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
         }
     }
     if arg0.contains('/') {
-        return Err(Error::Unsupported(format!("exec: {arg0:?}: no such executable file")));
+        return Err(Error::Unsupported(format!("exec: {arg0:?}: stat {arg0}: no such file or directory")));
     }
     Err(not_found())
 }

@@ -20,6 +20,9 @@ pub struct CreatePlan<'a> {
     /// The container dir's lock fd, which the init must close (see `state::ContainerDir`).
     pub lock_fd: RawFd,
     pub no_pivot: bool,
+    /// `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
+    pub id: &'a str,
     pub preserve_fds: i32,
     /// The spec has prestart/createRuntime hooks: stop before pivot_root and let the parent run them.
     pub pre_pivot_hooks: bool,

@@ -1,0 +1,18 @@
+//! Integration-test harness for gpurun (or any runc-compatible runtime).
+//!
+//! The binary under test is `$GPURUN_BIN` (default `<workspace>/target/release/gpurun`).
+//! Every test builds an [`Env`]: a private temp dir with its own state root and
+//! busybox bundle, and ends with [`Env::assert_clean`], which proves the runtime
+//! left no container state, mounts, processes or cgroups behind.
+
+mod env;
+mod leak;
+mod util;
+
+pub use env::Env;
+pub use leak::{cgroup_dirs, marked_pids, Leaks};
+pub use serde_json::{json, Value};
+pub use util::{
+    bin, cap_mask, find_mount, gpurun_only, is_gpurun, parse_mountinfo, poll, read_status_field,
+    require_root, set_args, Mount, Out,
+};

@@ -7,14 +7,21 @@ use oci_spec::runtime::LinuxCapabilities;
 
 use crate::error::{Error, Result};
 
-fn to_set(names: Option<&std::collections::HashSet<oci_spec::runtime::Capability>>) -> Result<CapsHashSet> {
+fn to_set(
+    names: Option<&std::collections::HashSet<oci_spec::runtime::Capability>>,
+) -> Result<CapsHashSet> {
     names
         .into_iter()
         .flatten()
         .map(|c| {
             let name = c.to_string();
-            let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
-            Capability::from_str(&name).map_err(|_| Error::Unsupported(format!("unknown capability {name}")))
+            let name = if name.starts_with("CAP_") {
+                name
+            } else {
+                format!("CAP_{name}")
+            };
+            Capability::from_str(&name)
+                .map_err(|_| Error::Unsupported(format!("unknown capability {name}")))
         })
         .collect()
 }
@@ -29,7 +36,8 @@ pub fn drop_bounding(c: &LinuxCapabilities) -> Result<()> {
     let keep = to_set(c.bounding().as_ref())?;
     for cap in caps::all() {
         if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(caps_err("drop bounding capability"))?;
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(caps_err("drop bounding capability"))?;
         }
     }
     Ok(())
@@ -44,13 +52,19 @@ pub fn apply_sets(c: &LinuxCapabilities) -> Result<()> {
     let ambient = to_set(c.ambient().as_ref())?;
     // Each capset must keep effective ⊆ permitted, and raising inheritable needs CAP_SETPCAP
     // in effective: so inheritable first, then shrink effective, then permitted.
-    caps::set(None, CapSet::Inheritable, &inheritable).map_err(caps_err("set inheritable capabilities"))?;
-    caps::set(None, CapSet::Effective, &effective).map_err(caps_err("set effective capabilities"))?;
-    caps::set(None, CapSet::Permitted, &permitted).map_err(caps_err("set permitted capabilities"))?;
+    caps::set(None, CapSet::Inheritable, &inheritable)
+        .map_err(caps_err("set inheritable capabilities"))?;
+    caps::set(None, CapSet::Effective, &effective)
+        .map_err(caps_err("set effective capabilities"))?;
+    caps::set(None, CapSet::Permitted, &permitted)
+        .map_err(caps_err("set permitted capabilities"))?;
     // An ambient capability must also be permitted and inheritable; the kernel refuses others,
     // and runc ignores those silently as well.
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
-    for cap in ambient.iter().filter(|c| permitted.contains(c) && inheritable.contains(c)) {
+    for cap in ambient
+        .iter()
+        .filter(|c| permitted.contains(c) && inheritable.contains(c))
+    {
         caps::raise(None, CapSet::Ambient, *cap).map_err(caps_err("raise ambient capability"))?;
     }
     Ok(())

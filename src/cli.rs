@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::logging::LogFormat;
 
 #[derive(Parser, Debug)]
-#[command(name = "gpurun", about = "A fast, runc-compatible OCI container runtime for AI/GPU workloads", disable_version_flag = true)]
+#[command(
+    name = "gpurun",
+    about = "A fast, runc-compatible OCI container runtime for AI/GPU workloads",
+    disable_version_flag = true
+)]
 pub struct Cli {
     /// Directory for container state
     #[arg(long, global = true, default_value = "/run/gpurun")]

@@ -18,7 +18,9 @@ pub enum Error {
     NotExist(String),
     #[error("container id cannot be empty")]
     EmptyId,
-    #[error("invalid container ID format: {0:?} (allowed: [A-Za-z0-9][A-Za-z0-9_+.-]*, no \"..\")")]
+    #[error(
+        "invalid container ID format: {0:?} (allowed: [A-Za-z0-9][A-Za-z0-9_+.-]*, no \"..\")"
+    )]
     InvalidId(String),
     #[error("container not running")]
     NotRunning,
@@ -39,13 +41,24 @@ pub enum Error {
     #[error("{0}")]
     Resolve(#[from] ResolveError),
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{syscall}: {errno}")]
     Sys { syscall: &'static str, errno: Errno },
     #[error("{syscall} {path}: {errno}")]
-    SysPath { syscall: &'static str, path: PathBuf, errno: Errno },
+    SysPath {
+        syscall: &'static str,
+        path: PathBuf,
+        errno: Errno,
+    },
     #[error("state {path}: {source}")]
-    State { path: PathBuf, source: serde_json::Error },
+    State {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     /// An error the container's init reported over the sync channel (already a full sentence).
     #[error("container init: {0}")]
     Init(String),
@@ -55,7 +68,11 @@ pub enum Error {
 
 impl Error {
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn sys(syscall: &'static str) -> impl FnOnce(Errno) -> Self {
@@ -64,6 +81,10 @@ impl Error {
 
     pub fn sys_path(syscall: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(Errno) -> Self {
         let path = path.into();
-        move |errno| Error::SysPath { syscall, path, errno }
+        move |errno| Error::SysPath {
+            syscall,
+            path,
+            errno,
+        }
     }
 }

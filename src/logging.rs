@@ -42,7 +42,11 @@ impl Logger {
             }
             LogFormat::Text => format!("time=\"{time}\" level={level} msg={msg:?}\n"),
         };
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = f.write_all(line.as_bytes());
         }
     }
@@ -50,7 +54,9 @@ impl Logger {
 
 /// The current UTC time as RFC 3339 with nanoseconds (what runc puts in `created`).
 pub fn rfc3339_now() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     format_rfc3339(now.as_secs() as i64, now.subsec_nanos())
 }
 
@@ -58,7 +64,12 @@ fn format_rfc3339(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 → (year, month, day), Howard Hinnant's algorithm.
@@ -81,14 +92,24 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(format_rfc3339(1_709_251_199, 5), "2024-02-29T23:59:59.000000005Z");
-        assert_eq!(format_rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(
+            format_rfc3339(1_709_251_199, 5),
+            "2024-02-29T23:59:59.000000005Z"
+        );
+        assert_eq!(
+            format_rfc3339(951_782_400, 0),
+            "2000-02-29T00:00:00.000000000Z"
+        );
     }
 
     #[test]
     fn json_lines() {
         let t = tempfile::tempdir().unwrap();
-        let log = Logger { file: Some(t.path().join("log.json")), format: LogFormat::Json, debug: false };
+        let log = Logger {
+            file: Some(t.path().join("log.json")),
+            format: LogFormat::Json,
+            debug: false,
+        };
         log.write("error", "container \"x\" does not exist");
         let line = std::fs::read_to_string(t.path().join("log.json")).unwrap();
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();

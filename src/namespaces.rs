@@ -42,7 +42,11 @@ pub struct Namespaces {
 
 impl Namespaces {
     pub fn from_spec(spec: &Spec) -> Result<Namespaces> {
-        let mut ns = Namespaces { new: CloneFlags::empty(), join: Vec::new(), pid: None };
+        let mut ns = Namespaces {
+            new: CloneFlags::empty(),
+            join: Vec::new(),
+            pid: None,
+        };
         let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
         for n in list.into_iter().flatten() {
             let flag = clone_flag(n.typ());
@@ -51,7 +55,11 @@ impl Namespaces {
                 Some(path) => {
                     let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
                         .map_err(Error::sys_path("open namespace", path))?;
-                    let join = Join { flag, path: path.clone(), fd };
+                    let join = Join {
+                        flag,
+                        path: path.clone(),
+                        fd,
+                    };
                     if flag == CloneFlags::CLONE_NEWPID {
                         ns.pid = Some(join);
                     } else {
@@ -64,7 +72,9 @@ impl Namespaces {
     }
 
     pub fn has(&self, flag: CloneFlags) -> bool {
-        self.new.contains(flag) || self.join.iter().any(|j| j.flag == flag) || (flag == CloneFlags::CLONE_NEWPID && self.pid.is_some())
+        self.new.contains(flag)
+            || self.join.iter().any(|j| j.flag == flag)
+            || (flag == CloneFlags::CLONE_NEWPID && self.pid.is_some())
     }
 
     /// In the init: enter every namespace given by path.
@@ -80,10 +90,16 @@ impl Namespaces {
 /// only the container's init lands in the joined namespace.
 pub fn with_pid_ns<T>(pid: Option<&Join>, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let Some(join) = pid else { return f() };
-    let own = open("/proc/self/ns/pid", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(Error::sys_path("open", "/proc/self/ns/pid"))?;
-    setns(join.fd.as_fd(), CloneFlags::CLONE_NEWPID).map_err(Error::sys_path("setns", &join.path))?;
+    let own = open(
+        "/proc/self/ns/pid",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys_path("open", "/proc/self/ns/pid"))?;
+    setns(join.fd.as_fd(), CloneFlags::CLONE_NEWPID)
+        .map_err(Error::sys_path("setns", &join.path))?;
     let result = f();
-    setns(own.as_fd(), CloneFlags::CLONE_NEWPID).map_err(Error::sys("setns back to own pid namespace"))?;
+    setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
+        .map_err(Error::sys("setns back to own pid namespace"))?;
     result
 }

@@ -8,11 +8,21 @@ use crate::error::{Error, Result};
 
 pub fn parse(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) { Ok(n) } else { Err(Error::UnknownSignal(s.into())) };
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(Error::UnknownSignal(s.into()))
+        };
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    Signal::from_str(&name).map(|sig| sig as i32).map_err(|_| Error::UnknownSignal(s.into()))
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name)
+        .map(|sig| sig as i32)
+        .map_err(|_| Error::UnknownSignal(s.into()))
 }
 
 #[cfg(test)]

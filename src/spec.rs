@@ -12,7 +12,10 @@ pub enum SpecError {
     #[error("JSON specification file config.json not found in {0}")]
     NotFound(PathBuf),
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
     #[error("unsupported ociVersion {0:?}: gpurun implements runtime-spec 1.x")]
@@ -54,14 +57,22 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn load(dir: &Path) -> Result<Bundle> {
-        let dir = std::path::absolute(dir).map_err(|e| SpecError::Read { path: dir.into(), source: e })?;
+        let dir = std::path::absolute(dir).map_err(|e| SpecError::Read {
+            path: dir.into(),
+            source: e,
+        })?;
         let path = dir.join("config.json");
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => SpecError::NotFound(dir.clone()),
-            _ => SpecError::Read { path: path.clone(), source: e },
+            _ => SpecError::Read {
+                path: path.clone(),
+                source: e,
+            },
         })?;
-        let spec: Spec =
-            serde_json::from_slice(&bytes).map_err(|e| SpecError::Parse { path: path.clone(), msg: e.to_string() })?;
+        let spec: Spec = serde_json::from_slice(&bytes).map_err(|e| SpecError::Parse {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
         let rootfs = rootfs_path(&dir, &spec)?;
         validate(&spec)?;
         Ok(Bundle { dir, rootfs, spec })
@@ -92,7 +103,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
         return Err(SpecError::RelativeCwd(process.cwd().display().to_string()));
     }
     let linux = spec.linux().as_ref();
-    let namespaces = linux.and_then(|l| l.namespaces().as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let namespaces = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let mut seen = Vec::new();
     for ns in namespaces {
         let kind = ns.typ();
@@ -117,10 +131,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
             check_resources(resources)?;
         }
         if let Some(p) = linux.rootfs_propagation() {
-            crate::rootfs::mounts::propagation_flag(p).ok_or_else(|| SpecError::Propagation(p.clone()))?;
+            crate::rootfs::mounts::propagation_flag(p)
+                .ok_or_else(|| SpecError::Propagation(p.clone()))?;
         }
         for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
-            if key.is_empty() || key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
+            if key.is_empty()
+                || key.contains('/')
+                || key.split('.').any(|p| p.is_empty() || p == "..")
+            {
                 return Err(SpecError::Sysctl(key.clone()));
             }
         }
@@ -136,10 +154,16 @@ fn check_resources(r: &LinuxResources) -> Result<()> {
         ("cpu", r.cpu().is_some()),
         ("pids", r.pids().is_some()),
         ("blockIO", r.block_io().is_some()),
-        ("hugepageLimits", r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty())),
+        (
+            "hugepageLimits",
+            r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
         ("network", r.network().is_some()),
         ("rdma", r.rdma().as_ref().is_some_and(|v| !v.is_empty())),
-        ("unified", r.unified().as_ref().is_some_and(|v| !v.is_empty())),
+        (
+            "unified",
+            r.unified().as_ref().is_some_and(|v| !v.is_empty()),
+        ),
     ];
     match asked.iter().find(|(_, set)| *set) {
         Some((name, _)) => Err(SpecError::Resources(name.to_string())),
@@ -157,7 +181,10 @@ mod tests {
     fn spec_with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
         let mut v: serde_json::Value = serde_json::from_str(DEFAULT_SPEC).unwrap();
         edit(&mut v);
-        let spec: Spec = serde_json::from_value(v).map_err(|e| SpecError::Parse { path: "x".into(), msg: e.to_string() })?;
+        let spec: Spec = serde_json::from_value(v).map_err(|e| SpecError::Parse {
+            path: "x".into(),
+            msg: e.to_string(),
+        })?;
         validate(&spec)
     }
 
@@ -173,9 +200,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(spec_with(|v| v["ociVersion"] = "2.0.0".into()), Err(SpecError::Version(_))));
-        assert!(matches!(spec_with(|v| v["process"]["args"] = serde_json::json!([])), Err(SpecError::NoArgs)));
-        assert!(matches!(spec_with(|v| v["process"]["cwd"] = "tmp".into()), Err(SpecError::RelativeCwd(_))));
+        assert!(matches!(
+            spec_with(|v| v["ociVersion"] = "2.0.0".into()),
+            Err(SpecError::Version(_))
+        ));
+        assert!(matches!(
+            spec_with(|v| v["process"]["args"] = serde_json::json!([])),
+            Err(SpecError::NoArgs)
+        ));
+        assert!(matches!(
+            spec_with(|v| v["process"]["cwd"] = "tmp".into()),
+            Err(SpecError::RelativeCwd(_))
+        ));
         assert!(matches!(
             spec_with(|v| v["linux"]["resources"]["memory"] = serde_json::json!({"limit": 1048576})),
             Err(SpecError::Resources(_))
@@ -188,7 +224,10 @@ mod tests {
             spec_with(|v| v["linux"]["sysctl"] = serde_json::json!({"../x": "1"})),
             Err(SpecError::Sysctl(_))
         ));
-        assert!(spec_with(|v| v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_FOO"])).is_err());
+        assert!(spec_with(
+            |v| v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_FOO"])
+        )
+        .is_err());
     }
 
     #[test]

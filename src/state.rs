@@ -81,7 +81,11 @@ impl State {
             oci_version: &self.oci_version,
             id: &self.id,
             // runc reports pid 0 once the init is gone
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             status: status.as_str(),
             bundle: &self.bundle,
             rootfs: &self.rootfs,
@@ -129,7 +133,9 @@ impl ContainerDir {
         let path = root.join(id);
         match fs::DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(id.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(id.into()))
+            }
             Err(e) => return Err(Error::io("mkdir", &path, e)),
         }
         match Self::lock(path.clone(), id) {
@@ -154,13 +160,23 @@ impl ContainerDir {
     }
 
     fn lock(path: PathBuf, id: &str) -> Result<ContainerDir> {
-        let file = match File::options().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(&path) {
+        let file = match File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&path)
+        {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotExist(id.into()))
+            }
             Err(e) => return Err(Error::io("open", &path, e)),
         };
         let lock = flock_exclusive(file).map_err(Error::sys_path("flock", &path))?;
-        Ok(ContainerDir { path, id: id.to_string(), lock })
+        Ok(ContainerDir {
+            path,
+            id: id.to_string(),
+            lock,
+        })
     }
 
     pub fn lock_fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -181,7 +197,10 @@ impl ContainerDir {
     pub fn save(&self, state: &State) -> Result<()> {
         let tmp = self.path.join(".state.json.tmp");
         let dst = self.path.join(STATE_FILE);
-        let bytes = serde_json::to_vec(state).map_err(|source| Error::State { path: dst.clone(), source })?;
+        let bytes = serde_json::to_vec(state).map_err(|source| Error::State {
+            path: dst.clone(),
+            source,
+        })?;
         let mut f = File::options()
             .write(true)
             .create(true)
@@ -189,7 +208,8 @@ impl ContainerDir {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&bytes).map_err(|e| Error::io("write", &tmp, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| Error::io("write", &tmp, e))?;
         fs::rename(&tmp, &dst).map_err(|e| Error::io("rename", &dst, e))
     }
 
@@ -217,7 +237,10 @@ impl ContainerDir {
 
 fn flock_exclusive(file: File) -> nix::Result<File> {
     #[allow(deprecated)] // nix's Flock wrapper would move the File; the plain call is enough here
-    flock(std::os::fd::AsRawFd::as_raw_fd(&file), FlockArg::LockExclusive)?;
+    flock(
+        std::os::fd::AsRawFd::as_raw_fd(&file),
+        FlockArg::LockExclusive,
+    )?;
     Ok(file)
 }
 
@@ -240,7 +263,10 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
 /// Write a pid file atomically (engines poll for it and must never read a partial number).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).map_err(|e| Error::io("resolve", path, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write", &tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
@@ -282,16 +308,26 @@ mod tests {
         dir.save(&st).unwrap();
         assert_eq!(dir.load().unwrap().pid, st.pid);
         assert_eq!(dir.status(&st), Status::Running);
-        nix::unistd::mkfifo(&dir.fifo_path(), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        nix::unistd::mkfifo(
+            &dir.fifo_path(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         assert_eq!(dir.status(&st), Status::Created);
         let mut recycled = st.clone();
         recycled.pid_start_time += 1;
         assert_eq!(dir.status(&recycled), Status::Stopped);
         drop(dir);
-        assert!(matches!(ContainerDir::create(tmp.path(), "c1"), Err(Error::Exists(_))));
+        assert!(matches!(
+            ContainerDir::create(tmp.path(), "c1"),
+            Err(Error::Exists(_))
+        ));
         let dir = ContainerDir::open(tmp.path(), "c1").unwrap();
         dir.remove().unwrap();
-        assert!(matches!(ContainerDir::open(tmp.path(), "c1"), Err(Error::NotExist(_))));
+        assert!(matches!(
+            ContainerDir::open(tmp.path(), "c1"),
+            Err(Error::NotExist(_))
+        ));
         assert_eq!(list_ids(tmp.path()).unwrap(), Vec::<String>::new());
     }
 }

@@ -50,7 +50,11 @@ pub fn clone_fork(namespace_flags: libc::c_int) -> Result<Forked, Errno> {
     // the address space. `args` and `pidfd` outlive the call; the size passed matches the
     // struct. The process is single-threaded, so no lock can be held by a vanished thread.
     let mut ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
     };
     if ret == -1 && Errno::last() == Errno::ENOSYS {
         // SAFETY: legacy clone(2) with a NULL stack is also fork-like on x86_64 and aarch64;
@@ -107,7 +111,12 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> Result<(
 pub fn cloexec_from(first: RawFd) -> Result<(), Errno> {
     // SAFETY: integer arguments only; the flag makes the kernel set FD_CLOEXEC, closing nothing.
     let ret = unsafe {
-        libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC)
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
     };
     Errno::result(ret).map(drop)
 }
@@ -121,7 +130,10 @@ pub fn set_umask(mask: u32) -> u32 {
 /// Apply one rlimit pair with `setrlimit(2)` (nix's enum has no variant for every resource
 /// number an OCI config may carry).
 pub fn set_rlimit(resource: u32, soft: u64, hard: u64) -> Result<(), Errno> {
-    let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
     // SAFETY: `limit` is a valid, initialised rlimit struct that outlives the call.
     let ret = unsafe { libc::setrlimit(resource as _, &limit) };
     Errno::result(ret).map(drop)
@@ -153,6 +165,7 @@ pub fn exit_now(code: i32) -> ! {
 pub fn join_session_keyring(name: &std::ffi::CStr) -> Result<(), Errno> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
-    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     Errno::result(ret).map(drop)
 }

@@ -173,7 +173,14 @@ fn malformed_config() {
     let env = Env::new("malformed_config");
     std::fs::write(env.bundle.join("config.json"), "{\"ociVersion\": ").unwrap();
     // runc says "unexpected EOF" (Go's decoder), gpurun names the file and the parse error.
-    create_fails(&env, if is_gpurun() { "config.json" } else { "unexpected" });
+    create_fails(
+        &env,
+        if is_gpurun() {
+            "config.json"
+        } else {
+            "unexpected"
+        },
+    );
     env.assert_clean();
 }
 

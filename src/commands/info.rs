@@ -19,18 +19,28 @@ pub fn version_text() -> String {
 /// Write the default config.json into `bundle`, refusing to overwrite one (as runc does).
 pub fn write_spec(bundle: &Path, rootless: bool) -> Result<i32> {
     if rootless {
-        return Err(Error::Unsupported("spec --rootless is not supported yet (user namespaces land with the security work)".into()));
+        return Err(Error::Unsupported(
+            "spec --rootless is not supported yet (user namespaces land with the security work)"
+                .into(),
+        ));
     }
     let path = bundle.join("config.json");
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path);
     let mut file = match file {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::Unsupported(format!("File {} exists. Remove it first", path.display())))
+            return Err(Error::Unsupported(format!(
+                "File {} exists. Remove it first",
+                path.display()
+            )))
         }
         Err(e) => return Err(Error::io("create", &path, e)),
     };
-    file.write_all(crate::spec::DEFAULT_SPEC.as_bytes()).map_err(|e| Error::io("write", &path, e))?;
+    file.write_all(crate::spec::DEFAULT_SPEC.as_bytes())
+        .map_err(|e| Error::io("write", &path, e))?;
     Ok(0)
 }
 
@@ -62,6 +72,9 @@ pub fn print_features() -> Result<i32> {
             "io.github.gpurun.version": env!("CARGO_PKG_VERSION")
         }
     });
-    println!("{}", serde_json::to_string_pretty(&features).expect("features serialise"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&features).expect("features serialise")
+    );
     Ok(0)
 }

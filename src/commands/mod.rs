@@ -20,7 +20,9 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     }
     let root = cli.root.as_path();
     let Some(command) = &cli.command else {
-        return Err(Error::Unsupported("no command given; see gpurun --help".into()));
+        return Err(Error::Unsupported(
+            "no command given; see gpurun --help".into(),
+        ));
     };
     match command {
         Command::Create(args) => {
@@ -54,7 +56,10 @@ pub(crate) fn create_options(args: &CreateArgs) -> create::CreateOptions {
 
 fn print_state(root: &Path, id: &str) -> Result<i32> {
     let (_dir, st, status) = container::load(root, id)?;
-    println!("{}", serde_json::to_string_pretty(&st.oci(status)).expect("state serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&st.oci(status)).expect("state serialises")
+    );
     Ok(0)
 }
 
@@ -73,13 +78,26 @@ fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<i32> {
     match format {
         ListFormat::Json => {
             let states: Vec<_> = rows.iter().map(|(_, st, status)| st.oci(*status)).collect();
-            println!("{}", serde_json::to_string(&states).expect("state serialises"));
+            println!(
+                "{}",
+                serde_json::to_string(&states).expect("state serialises")
+            );
         }
         ListFormat::Table => {
-            println!("{:<12} {:<8} {:<10} {:<40} {:<30} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<12} {:<8} {:<10} {:<40} {:<30} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for (_, st, status) in &rows {
                 let oci = st.oci(*status);
-                println!("{:<12} {:<8} {:<10} {:<40} {:<30} {}", st.id, oci.pid, oci.status, st.bundle.display(), st.created, "root");
+                println!(
+                    "{:<12} {:<8} {:<10} {:<40} {:<30} root",
+                    st.id,
+                    oci.pid,
+                    oci.status,
+                    st.bundle.display(),
+                    st.created,
+                );
             }
         }
     }

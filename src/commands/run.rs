@@ -35,7 +35,11 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let previous = if args.detach {
         None
     } else {
-        Some(forwarded.thread_swap_mask(SigmaskHow::SIG_BLOCK).map_err(Error::sys("sigprocmask"))?)
+        Some(
+            forwarded
+                .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+                .map_err(Error::sys("sigprocmask"))?,
+        )
     };
     let created = create::create(root, id, &opts)?;
     if let Err(e) = container::start_dir(&created.dir) {
@@ -67,7 +71,10 @@ fn wait_forwarding(init: &crate::process::parent::Init, forwarded: &SigSet) -> R
     let sfd = SignalFd::with_flags(forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(Error::sys("signalfd"))?;
     loop {
-        let mut fds = [PollFd::new(init.pidfd.as_fd(), PollFlags::POLLIN), PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(init.pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Error::sys("poll")(e)),

@@ -38,14 +38,20 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     // Everything that can be checked without side effects comes first.
     state::validate_id(id)?;
     let bundle = Bundle::load(&opts.bundle)?;
-    let process = bundle.spec.process().as_ref().expect("validated: process present");
+    let process = bundle
+        .spec
+        .process()
+        .as_ref()
+        .expect("validated: process present");
     if process.terminal() == Some(true) {
         return Err(Error::Unsupported(
             "process.terminal is not supported yet: set \"terminal\": false (console sockets land with exec support)".into(),
         ));
     }
     if bundle.spec.hooks().is_some() {
-        return Err(Error::Unsupported("OCI hooks are not supported yet; remove \"hooks\" from config.json".into()));
+        return Err(Error::Unsupported(
+            "OCI hooks are not supported yet; remove \"hooks\" from config.json".into(),
+        ));
     }
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
 
@@ -59,8 +65,15 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     }
 }
 
-fn create_in(dir: &ContainerDir, bundle: &Bundle, namespaces: Namespaces, opts: &CreateOptions) -> Result<(State, parent::Init)> {
-    let own_pid_ns = namespaces.new.contains(nix::sched::CloneFlags::CLONE_NEWPID);
+fn create_in(
+    dir: &ContainerDir,
+    bundle: &Bundle,
+    namespaces: Namespaces,
+    opts: &CreateOptions,
+) -> Result<(State, parent::Init)> {
+    let own_pid_ns = namespaces
+        .new
+        .contains(nix::sched::CloneFlags::CLONE_NEWPID);
     let plan = CreatePlan {
         bundle,
         namespaces,
@@ -77,7 +90,8 @@ fn create_in(dir: &ContainerDir, bundle: &Bundle, namespaces: Namespaces, opts: 
     // From here on the init is parked on the fifo; failures must still kill it.
     let finish = || -> Result<State> {
         let pid = init.pid.as_raw();
-        let pid_start_time = pidinfo::start_time(pid).ok_or_else(|| Error::Init("init exited unexpectedly".into()))?;
+        let pid_start_time = pidinfo::start_time(pid)
+            .ok_or_else(|| Error::Init("init exited unexpectedly".into()))?;
         let state = State {
             oci_version: bundle.spec.version().clone(),
             id: dir.id.clone(),
@@ -108,5 +122,6 @@ fn create_in(dir: &ContainerDir, bundle: &Bundle, namespaces: Namespaces, opts: 
 /// this descriptor and, after setup, blocks reading it.
 fn make_exec_fifo(path: &Path) -> Result<OwnedFd> {
     mkfifo(path, Mode::from_bits_truncate(0o600)).map_err(Error::sys_path("mkfifo", path))?;
-    open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(Error::sys_path("open", path))
+    open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(Error::sys_path("open", path))
 }

@@ -37,7 +37,11 @@ pub fn start_dir(dir: &ContainerDir) -> Result<()> {
         other => return Err(Error::StartNotCreated(other.as_str())),
     }
     let path = dir.fifo_path();
-    let fifo = match open(&path, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()) {
+    let fifo = match open(
+        &path,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(Errno::ENXIO) | Err(Errno::ENOENT) => return Err(Error::StartStopped),
         Err(e) => return Err(Error::sys_path("open", &path)(e)),
@@ -76,8 +80,12 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
 
 /// Signal every process that shares the init's pid namespace, except the init itself.
 fn signal_pid_namespace(init: i32, signal: i32) {
-    let Ok(ns) = std::fs::read_link(format!("/proc/{init}/ns/pid")) else { return };
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let Ok(ns) = std::fs::read_link(format!("/proc/{init}/ns/pid")) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
     for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
         if pid != init && std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|n| n == ns) {
             if let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
@@ -99,7 +107,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     match status {
         Status::Stopped => {}
         Status::Running | Status::Creating if !force => {
-            return Err(Error::DeleteNotStopped { id: id.into(), status: status.as_str() })
+            return Err(Error::DeleteNotStopped {
+                id: id.into(),
+                status: status.as_str(),
+            })
         }
         _ => kill_and_wait(id, &state)?,
     }
@@ -107,7 +118,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 }
 
 fn kill_and_wait(id: &str, state: &State) -> Result<()> {
-    let Some(pidfd) = init_pidfd(state) else { return Ok(()) };
+    let Some(pidfd) = init_pidfd(state) else {
+        return Ok(());
+    };
     match sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => return Err(Error::sys("pidfd_send_signal")(e)),

@@ -42,7 +42,9 @@ fn setup(plan: &CreatePlan, chan: &Channel) -> Result<std::convert::Infallible> 
     // Device nodes and directories get exactly the modes asked for.
     sys::set_umask(0);
     // `run` blocks the signals it forwards; the container must start with none blocked.
-    nix::sys::signal::SigSet::empty().thread_set_mask().map_err(Error::sys("sigprocmask"))?;
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(Error::sys("sigprocmask"))?;
 
     plan.namespaces.join_all()?;
     if !plan.no_new_keyring {
@@ -86,7 +88,11 @@ fn setup(plan: &CreatePlan, chan: &Channel) -> Result<std::convert::Infallible> 
     let argv: Vec<CString> = args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
     let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
     let errno = execve(&exe, &argv, &envp).unwrap_err();
-    Err(Error::SysPath { syscall: "exec", path: PathBuf::from(exe.to_string_lossy().into_owned()), errno })
+    Err(Error::SysPath {
+        syscall: "exec",
+        path: PathBuf::from(exe.to_string_lossy().into_owned()),
+        errno,
+    })
 }
 
 fn join_keyring(id: &str) -> Result<()> {
@@ -94,7 +100,10 @@ fn join_keyring(id: &str) -> Result<()> {
     match sys::join_session_keyring(&name) {
         // Kernels without keyrings (or that filter keyctl) simply share nothing.
         Ok(()) | Err(nix::errno::Errno::ENOSYS) => Ok(()),
-        Err(errno) => Err(Error::Sys { syscall: "keyctl(KEYCTL_JOIN_SESSION_KEYRING)", errno }),
+        Err(errno) => Err(Error::Sys {
+            syscall: "keyctl(KEYCTL_JOIN_SESSION_KEYRING)",
+            errno,
+        }),
     }
 }
 
@@ -127,11 +136,28 @@ fn set_rlimits(process: &Process) -> Result<()> {
 
 fn rlimit_number(name: &str) -> Option<u32> {
     const NAMES: [&str; 16] = [
-        "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
-        "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS",
-        "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+        "RLIMIT_CPU",
+        "RLIMIT_FSIZE",
+        "RLIMIT_DATA",
+        "RLIMIT_STACK",
+        "RLIMIT_CORE",
+        "RLIMIT_RSS",
+        "RLIMIT_NPROC",
+        "RLIMIT_NOFILE",
+        "RLIMIT_MEMLOCK",
+        "RLIMIT_AS",
+        "RLIMIT_LOCKS",
+        "RLIMIT_SIGPENDING",
+        "RLIMIT_MSGQUEUE",
+        "RLIMIT_NICE",
+        "RLIMIT_RTPRIO",
+        "RLIMIT_RTTIME",
     ];
-    let name = if name.starts_with("RLIMIT_") { name.to_string() } else { format!("RLIMIT_{}", name.to_uppercase()) };
+    let name = if name.starts_with("RLIMIT_") {
+        name.to_string()
+    } else {
+        format!("RLIMIT_{}", name.to_uppercase())
+    };
     NAMES.iter().position(|n| *n == name).map(|i| i as u32)
 }
 
@@ -150,12 +176,21 @@ fn environment(process: &Process) -> Vec<String> {
 
 /// Find args[0] the way execvp would, using the container's PATH, after pivot_root.
 fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
-    let not_found = || Error::Unsupported(format!("exec: {arg0:?}: executable file not found in $PATH"));
+    let not_found = || {
+        Error::Unsupported(format!(
+            "exec: {arg0:?}: executable file not found in $PATH"
+        ))
+    };
     let candidates: Vec<PathBuf> = if arg0.contains('/') {
         vec![PathBuf::from(arg0)]
     } else {
-        let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        path.split(':').map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0)).collect()
+        let path = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        path.split(':')
+            .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0))
+            .collect()
     };
     for c in &candidates {
         if nix::unistd::access(c, nix::unistd::AccessFlags::X_OK).is_ok() && c.is_file() {
@@ -163,7 +198,9 @@ fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
         }
     }
     if arg0.contains('/') {
-        return Err(Error::Unsupported(format!("exec: {arg0:?}: stat {arg0}: no such file or directory")));
+        return Err(Error::Unsupported(format!(
+            "exec: {arg0:?}: stat {arg0}: no such file or directory"
+        )));
     }
     Err(not_found())
 }
@@ -176,7 +213,12 @@ fn switch_user(process: &Process) -> Result<()> {
         capabilities::drop_bounding(c)?;
     }
     prctl::set_keepcaps(true).map_err(Error::sys("prctl(PR_SET_KEEPCAPS)"))?;
-    let groups: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     nix::unistd::setgroups(&groups).map_err(Error::sys("setgroups"))?;
     let gid = Gid::from_raw(user.gid());
     setresgid(gid, gid, gid).map_err(Error::sys("setresgid"))?;
@@ -203,7 +245,9 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
 }
 
 fn cstring(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::Unsupported(format!("argument or environment entry contains NUL: {s:?}")))
+    CString::new(s).map_err(|_| {
+        Error::Unsupported(format!("argument or environment entry contains NUL: {s:?}"))
+    })
 }
 
 #[cfg(test)]
@@ -220,7 +264,11 @@ mod tests {
     #[test]
     fn path_lookup() {
         let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
-        assert!(lookup_path("sh", &env).unwrap().to_str().unwrap().ends_with("/sh"));
+        assert!(lookup_path("sh", &env)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with("/sh"));
         assert!(lookup_path("definitely-not-a-binary", &env).is_err());
         assert!(lookup_path("/nonexistent/x", &env).is_err());
     }

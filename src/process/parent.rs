@@ -24,13 +24,19 @@ pub struct Init {
 pub fn spawn(plan: &CreatePlan) -> Result<Init> {
     let (parent_end, child_end) = sync::channel()?;
     let flags = plan.namespaces.new.bits();
-    let forked = with_pid_ns(plan.namespaces.pid.as_ref(), || sys::clone_fork(flags).map_err(Error::sys("clone3")))?;
+    let forked = with_pid_ns(plan.namespaces.pid.as_ref(), || {
+        sys::clone_fork(flags).map_err(Error::sys("clone3"))
+    })?;
     match forked {
         Forked::Child => {
             drop(parent_end);
             init::run(plan, child_end)
         }
-        Forked::Parent { pid, pidfd } => Ok(Init { pid, pidfd, chan: parent_end }),
+        Forked::Parent { pid, pidfd } => Ok(Init {
+            pid,
+            pidfd,
+            chan: parent_end,
+        }),
     }
 }
 
@@ -46,7 +52,9 @@ impl Init {
                     self.chan.send(&Msg::HooksDone)?;
                 }
                 Some(Msg::Error(msg)) => return Err(Error::Init(msg)),
-                Some(other) => return Err(Error::Init(format!("unexpected sync message {other:?}"))),
+                Some(other) => {
+                    return Err(Error::Init(format!("unexpected sync message {other:?}")))
+                }
                 None => return Err(Error::Init("init exited unexpectedly".into())),
             }
         })();

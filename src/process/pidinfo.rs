@@ -19,7 +19,8 @@ pub fn start_time(pid: i32) -> Option<u64> {
 
 /// True while `pid` is the same process we recorded and has not exited (zombies count as exited).
 pub fn is_alive(pid: i32, recorded_start: u64) -> bool {
-    pid > 0 && matches!(stat(pid), Some((state, start)) if start == recorded_start && state != 'Z' && state != 'X')
+    pid > 0
+        && matches!(stat(pid), Some((state, start)) if start == recorded_start && state != 'Z' && state != 'X')
 }
 
 #[cfg(test)]

@@ -34,15 +34,21 @@ pub struct Channel(OwnedFd);
 
 /// Both ends: the parent keeps one, the init the other.
 pub fn channel() -> Result<(Channel, Channel)> {
-    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(Error::sys("socketpair"))?;
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(Error::sys("socketpair"))?;
     Ok((Channel(a), Channel(b)))
 }
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
         let bytes = serde_json::to_vec(msg).expect("sync messages always serialise");
-        send(self.0.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL).map_err(Error::sys("send sync message"))?;
+        send(self.0.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)
+            .map_err(Error::sys("send sync message"))?;
         Ok(())
     }
 
@@ -68,7 +74,9 @@ impl Channel {
         match self.recv()? {
             Some(m) if m == expected => Ok(()),
             Some(Msg::Error(msg)) => Err(Error::Init(msg)),
-            Some(other) => Err(Error::Init(format!("unexpected sync message {other:?}, wanted {expected:?}"))),
+            Some(other) => Err(Error::Init(format!(
+                "unexpected sync message {other:?}, wanted {expected:?}"
+            ))),
             None => Err(Error::Init("init exited unexpectedly".into())),
         }
     }

@@ -40,33 +40,59 @@ fn host_hierarchies() -> Vec<Hierarchy> {
             if !(fstype == "cgroup" || fstype == "cgroup2") || name.contains('/') {
                 return None;
             }
-            let data: Vec<&str> = super_opts.split(',').filter(|o| *o != "rw" && *o != "ro").collect();
+            let data: Vec<&str> = super_opts
+                .split(',')
+                .filter(|o| *o != "rw" && *o != "ro")
+                .collect();
             let data = if data.iter().any(|o| o.starts_with("name=")) && !data.contains(&"none") {
                 format!("none,{}", data.join(","))
             } else {
                 data.join(",")
             };
-            Some(Hierarchy { name: name.to_string(), fstype: fstype.to_string(), data })
+            Some(Hierarchy {
+                name: name.to_string(),
+                fstype: fstype.to_string(),
+                data,
+            })
         })
         .collect()
 }
 
 fn is_unified_host() -> bool {
-    nix::sys::statfs::statfs(CGROUP_ROOT).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+    nix::sys::statfs::statfs(CGROUP_ROOT)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 /// Mount the container's cgroup filesystem(s) on `rel`, a directory inside the rootfs.
 pub fn mount_cgroupfs(rootfd: BorrowedFd<'_>, rel: &Path, opts: &MountOptions) -> Result<()> {
     let shown = show(rel);
-    let fail = |errno| Error::SysPath { syscall: "mount cgroup", path: shown.clone().into(), errno };
+    let fail = |errno| Error::SysPath {
+        syscall: "mount cgroup",
+        path: shown.clone().into(),
+        errno,
+    };
     let flags = opts.flags;
     let covered = ensure_in_root(rootfd, rel, false)?;
     if is_unified_host() {
-        return mount(Some("cgroup2"), &fd_path(&covered), Some("cgroup2"), flags, None::<&str>).map_err(fail);
+        return mount(
+            Some("cgroup2"),
+            &fd_path(&covered),
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        )
+        .map_err(fail);
     }
     // Build the tree writable, then apply the requested flags (usually ro) at the end.
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("tmpfs"), &fd_path(&covered), Some("tmpfs"), base, Some("mode=755")).map_err(fail)?;
+    mount(
+        Some("tmpfs"),
+        &fd_path(&covered),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .map_err(fail)?;
     // The fd above still names the covered directory: reopen to reach the new tmpfs.
     let tmpfs = open_in_root(rootfd, rel, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     let target = fd_path(&tmpfs);
@@ -75,7 +101,14 @@ pub fn mount_cgroupfs(rootfd: BorrowedFd<'_>, rel: &Path, opts: &MountOptions) -
         let dir = target.join(&h.name);
         nix::unistd::mkdir(&dir, Mode::from_bits_truncate(0o755)).map_err(fail)?;
         let data = (!h.data.is_empty()).then_some(h.data.as_str());
-        mount(Some("cgroup"), &dir, Some(h.fstype.as_str()), flags | base, data).map_err(fail)?;
+        mount(
+            Some("cgroup"),
+            &dir,
+            Some(h.fstype.as_str()),
+            flags | base,
+            data,
+        )
+        .map_err(fail)?;
         // Co-mounted controllers are also reachable by each name, as on the host.
         if h.name.contains(',') {
             for part in h.name.split(',') {
@@ -85,7 +118,14 @@ pub fn mount_cgroupfs(rootfd: BorrowedFd<'_>, rel: &Path, opts: &MountOptions) -
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let remount = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base;
-        mount(None::<&str>, target, None::<&str>, remount, Some("mode=755")).map_err(fail)?;
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            remount,
+            Some("mode=755"),
+        )
+        .map_err(fail)?;
     }
     Ok(())
 }

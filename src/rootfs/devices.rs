@@ -27,18 +27,25 @@ pub struct Node {
 
 /// The devices every container gets (runtime-spec "Default Devices").
 pub fn default_nodes() -> Vec<Node> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| Node {
-            path: format!("/dev/{name}"),
-            kind: SFlag::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| Node {
+        path: format!("/dev/{name}"),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 pub fn spec_node(d: &LinuxDevice) -> Node {
@@ -62,31 +69,67 @@ pub fn spec_node(d: &LinuxDevice) -> Node {
 /// anything else at that path (a file, a planted symlink) is replaced.
 pub fn create_node(rootfs: &Path, rootfd: BorrowedFd<'_>, node: &Node) -> Result<()> {
     let rel = resolve(rootfs, &node.path)?;
-    let name = rel.file_name().ok_or_else(|| Error::Unsupported(format!("invalid device path {}", node.path)))?;
+    let name = rel
+        .file_name()
+        .ok_or_else(|| Error::Unsupported(format!("invalid device path {}", node.path)))?;
     // An O_PATH directory fd serves as dirfd for every *at call below.
     let dir = mkdir_all_in_root(rootfd, rel.parent().unwrap_or(Path::new("")), 0o755)?;
     let shown = show(&rel);
-    let fail = |syscall| { let path = shown.clone(); move |errno| Error::SysPath { syscall, path: path.into(), errno } };
+    let fail = |syscall| {
+        let path = shown.clone();
+        move |errno| Error::SysPath {
+            syscall,
+            path: path.into(),
+            errno,
+        }
+    };
     let dev = makedev(node.major, node.minor);
     match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) if (st.st_mode & SFlag::S_IFMT.bits()) == node.kind.bits() && st.st_rdev == dev => {}
         Ok(st) if (st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR.bits() => {
-            return Err(Error::Unsupported(format!("cannot create device {}: a directory is in the way", node.path)));
+            return Err(Error::Unsupported(format!(
+                "cannot create device {}: a directory is in the way",
+                node.path
+            )));
         }
         Ok(_) => {
             unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir).map_err(fail("unlink"))?;
-            mknodat(dir.as_fd(), name, node.kind, Mode::from_bits_truncate(node.mode), dev).map_err(fail("mknod"))?;
+            mknodat(
+                dir.as_fd(),
+                name,
+                node.kind,
+                Mode::from_bits_truncate(node.mode),
+                dev,
+            )
+            .map_err(fail("mknod"))?;
         }
-        Err(Errno::ENOENT) => {
-            mknodat(dir.as_fd(), name, node.kind, Mode::from_bits_truncate(node.mode), dev).map_err(fail("mknod"))?
-        }
+        Err(Errno::ENOENT) => mknodat(
+            dir.as_fd(),
+            name,
+            node.kind,
+            Mode::from_bits_truncate(node.mode),
+            dev,
+        )
+        .map_err(fail("mknod"))?,
         Err(errno) => return Err(fail("stat")(errno)),
     }
     // mknod honours the umask: set the exact mode, and the owner, explicitly.
     // (The node was made or checked just above, by us, before any container process exists.)
-    fchmodat(dir.as_fd(), name, Mode::from_bits_truncate(node.mode), FchmodatFlags::FollowSymlink).map_err(fail("chmod"))?;
-    fchownat(dir.as_fd(), name, Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(fail("chown"))?;
+    fchmodat(
+        dir.as_fd(),
+        name,
+        Mode::from_bits_truncate(node.mode),
+        FchmodatFlags::FollowSymlink,
+    )
+    .map_err(fail("chmod"))?;
+    fchownat(
+        dir.as_fd(),
+        name,
+        Some(Uid::from_raw(node.uid)),
+        Some(Gid::from_raw(node.gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(fail("chown"))?;
     Ok(())
 }
 
@@ -105,11 +148,23 @@ pub fn create_symlinks(rootfs: &Path, rootfd: BorrowedFd<'_>) -> Result<()> {
         // Replace whatever is there (an image's own /dev/ptmx node, a planted link).
         match unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) | Err(Errno::EISDIR) => {}
-            Err(errno) => return Err(Error::SysPath { syscall: "unlink", path: format!("/dev/{name}").into(), errno }),
+            Err(errno) => {
+                return Err(Error::SysPath {
+                    syscall: "unlink",
+                    path: format!("/dev/{name}").into(),
+                    errno,
+                })
+            }
         }
         match symlinkat(target, dir.as_fd(), name) {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(errno) => return Err(Error::SysPath { syscall: "symlink", path: format!("/dev/{name}").into(), errno }),
+            Err(errno) => {
+                return Err(Error::SysPath {
+                    syscall: "symlink",
+                    path: format!("/dev/{name}").into(),
+                    errno,
+                })
+            }
         }
     }
     // /dev/shm must exist even when the spec does not mount it.

@@ -24,13 +24,29 @@ pub fn prepare(bundle: &Bundle) -> Result<()> {
     let spec = &bundle.spec;
     let rootfs = bundle.rootfs.as_path();
     // Nothing we mount below may propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(Error::sys("make / rslave"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(Error::sys("make / rslave"))?;
     // pivot_root needs the new root to be a mount point.
-    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(Error::sys_path("bind rootfs", rootfs))?;
-    let rootfd = open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(Error::sys_path("open", rootfs))?;
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(Error::sys_path("bind rootfs", rootfs))?;
+    let rootfd = open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys_path("open", rootfs))?;
 
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
     for m in spec_mounts {
@@ -39,7 +55,9 @@ pub fn prepare(bundle: &Bundle) -> Result<()> {
 
     // A bind of the host's /dev means the user manages devices themselves.
     let dev_is_bound = spec_mounts.iter().any(|m| {
-        m.destination() == Path::new("/dev") && (m.typ().as_deref() == Some("bind") || mounts::parse_options(m.options().as_deref().unwrap_or_default()).bind)
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || mounts::parse_options(m.options().as_deref().unwrap_or_default()).bind)
     });
     let linux = spec.linux().as_ref();
     if !dev_is_bound {
@@ -48,12 +66,20 @@ pub fn prepare(bundle: &Bundle) -> Result<()> {
         }
         devices::create_symlinks(rootfs, rootfd.as_fd())?;
     }
-    for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
         devices::create_node(rootfs, rootfd.as_fd(), &devices::spec_node(d))?;
     }
 
     // The working directory may not exist in the image yet (runc creates it too).
-    let cwd = spec.process().as_ref().map(|p| p.cwd().to_string_lossy().into_owned()).unwrap_or_default();
+    let cwd = spec
+        .process()
+        .as_ref()
+        .map(|p| p.cwd().to_string_lossy().into_owned())
+        .unwrap_or_default();
     let rel = resolve::resolve(rootfs, &cwd)?;
     resolve::mkdir_all_in_root(&rootfd, &rel, 0o755)?;
     Ok(())
@@ -64,22 +90,45 @@ pub fn prepare(bundle: &Bundle) -> Result<()> {
 pub fn finish(bundle: &Bundle) -> Result<()> {
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();
-    for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         paths::set_sysctl(key, value)?;
     }
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         paths::mask(p)?;
     }
-    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         paths::make_readonly(p)?;
     }
-    if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
-        paths::remount_readonly(Path::new("/")).map_err(Error::sys_path("remount read-only", "/"))?;
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly().unwrap_or(false))
+    {
+        paths::remount_readonly(Path::new("/"))
+            .map_err(Error::sys_path("remount read-only", "/"))?;
     }
     if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_ref()) {
         let flag = mounts::propagation_flag(p).expect("validated in spec::validate");
-        mount(None::<&str>, "/", None::<&str>, flag | MsFlags::MS_REC, None::<&str>)
-            .map_err(Error::sys_path("set rootfs propagation", "/"))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            flag | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(Error::sys_path("set rootfs propagation", "/"))?;
     }
     Ok(())
 }

@@ -36,7 +36,13 @@ pub fn propagation_flag(name: &str) -> Option<MsFlags> {
 }
 
 pub fn parse_options(options: &[String]) -> MountOptions {
-    let mut o = MountOptions { flags: MsFlags::empty(), propagation: Vec::new(), data: Vec::new(), bind: false, recursive: false };
+    let mut o = MountOptions {
+        flags: MsFlags::empty(),
+        propagation: Vec::new(),
+        data: Vec::new(),
+        bind: false,
+        recursive: false,
+    };
     for opt in options {
         let (set, clear) = match opt.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -91,41 +97,81 @@ pub fn mount_entry(rootfs: &Path, rootfd: impl AsFd, bundle: &Path, m: &Mount) -
     let dest = m.destination().to_string_lossy().into_owned();
     let rel = resolve(rootfs, &dest)?;
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
-    let typ = m.typ().as_deref().unwrap_or(if opts.bind { "bind" } else { "" });
+    let typ = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if opts.bind { "bind" } else { "" });
     let is_bind = opts.bind || typ == "bind";
 
     if typ == "cgroup" || typ == "cgroup2" {
         return super::cgroupfs::mount_cgroupfs(rootfd.as_fd(), &rel, &opts);
     }
 
-    let source: Option<PathBuf> = m.source().as_ref().map(|s| if is_bind { bundle.join(s) } else { s.clone() });
+    let source: Option<PathBuf> =
+        m.source()
+            .as_ref()
+            .map(|s| if is_bind { bundle.join(s) } else { s.clone() });
     let source_is_dir = match (&source, is_bind) {
-        (Some(src), true) => std::fs::metadata(src).map_err(|e| Error::io("stat mount source", src, e))?.is_dir(),
+        (Some(src), true) => std::fs::metadata(src)
+            .map_err(|e| Error::io("stat mount source", src, e))?
+            .is_dir(),
         _ => true,
     };
     let target = ensure_in_root(&rootfd, &rel, !source_is_dir)?;
     let target_path = fd_path(&target);
     let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
-    let fail = |e| Error::SysPath { syscall: "mount", path: show(&rel).into(), errno: e };
+    let fail = |e| Error::SysPath {
+        syscall: "mount",
+        path: show(&rel).into(),
+        errno: e,
+    };
 
     if is_bind {
         let mut flags = MsFlags::MS_BIND;
         flags.set(MsFlags::MS_REC, opts.recursive);
-        mount(source.as_deref(), &target_path, None::<&str>, flags, None::<&str>).map_err(fail)?;
+        mount(
+            source.as_deref(),
+            &target_path,
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(fail)?;
         // Flags such as ro/nosuid only take effect on a bind mount through a remount of the new
         // mount (reopen the target: the fd above still points at the covered inode).
         if !opts.flags.is_empty() {
             let covered = super::resolve::open_in_root(&rootfd, &rel, nix::fcntl::OFlag::O_PATH)?;
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.flags;
-            mount(None::<&str>, &fd_path(&covered), None::<&str>, flags, None::<&str>).map_err(fail)?;
+            mount(
+                None::<&str>,
+                &fd_path(&covered),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .map_err(fail)?;
         }
     } else {
-        mount(source.as_deref(), &target_path, Some(typ), opts.flags, data.as_deref()).map_err(fail)?;
+        mount(
+            source.as_deref(),
+            &target_path,
+            Some(typ),
+            opts.flags,
+            data.as_deref(),
+        )
+        .map_err(fail)?;
     }
     if !opts.propagation.is_empty() {
         let mounted = super::resolve::open_in_root(&rootfd, &rel, nix::fcntl::OFlag::O_PATH)?;
         for p in &opts.propagation {
-            mount(None::<&str>, &fd_path(&mounted), None::<&str>, *p, None::<&str>).map_err(fail)?;
+            mount(
+                None::<&str>,
+                &fd_path(&mounted),
+                None::<&str>,
+                *p,
+                None::<&str>,
+            )
+            .map_err(fail)?;
         }
     }
     Ok(())

@@ -13,39 +13,96 @@ use super::resolve::{fd_path, open_in_root};
 use crate::error::{Error, Result};
 
 fn open_target(path: &str) -> Result<Option<std::os::fd::OwnedFd>> {
-    let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(Error::sys_path("open", "/"))?;
-    match open_in_root(&root, Path::new(path.trim_start_matches('/')), OFlag::O_PATH) {
+    let root = open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys_path("open", "/"))?;
+    match open_in_root(
+        &root,
+        Path::new(path.trim_start_matches('/')),
+        OFlag::O_PATH,
+    ) {
         Ok(fd) => Ok(Some(fd)),
-        Err(crate::rootfs::resolve::ResolveError::Sys { errno: nix::errno::Errno::ENOENT, .. }) => Ok(None),
+        Err(crate::rootfs::resolve::ResolveError::Sys {
+            errno: nix::errno::Errno::ENOENT,
+            ..
+        }) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Hide `path`: an empty read-only tmpfs over directories, /dev/null over anything else.
 pub fn mask(path: &str) -> Result<()> {
-    let Some(target) = open_target(path)? else { return Ok(()) };
-    let fail = |errno| Error::SysPath { syscall: "mask", path: path.into(), errno };
+    let Some(target) = open_target(path)? else {
+        return Ok(());
+    };
+    let fail = |errno| Error::SysPath {
+        syscall: "mask",
+        path: path.into(),
+        errno,
+    };
     let st = fstat(&target).map_err(fail)?;
     if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits() {
-        return mount(Some("tmpfs"), &fd_path(&target), Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>).map_err(fail);
+        return mount(
+            Some("tmpfs"),
+            &fd_path(&target),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(fail);
     }
     // The source must really be the null device: a rootfs could have planted a symlink at
     // /dev/null pointing at something we would otherwise expose.
-    let null = open("/dev/null", OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(fail)?;
+    let null = open(
+        "/dev/null",
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail)?;
     let ns = fstat(&null).map_err(fail)?;
-    if ns.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFCHR.bits() || major(ns.st_rdev) != 1 || minor(ns.st_rdev) != 3 {
-        return Err(Error::Unsupported(format!("cannot mask {path}: /dev/null in the container is not the null device")));
+    if ns.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFCHR.bits()
+        || major(ns.st_rdev) != 1
+        || minor(ns.st_rdev) != 3
+    {
+        return Err(Error::Unsupported(format!(
+            "cannot mask {path}: /dev/null in the container is not the null device"
+        )));
     }
-    mount(Some(&fd_path(&null)), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(fail)
+    mount(
+        Some(&fd_path(&null)),
+        &fd_path(&target),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(fail)
 }
 
 /// Make `path` read-only: bind it onto itself, then remount that bind read-only.
 pub fn make_readonly(path: &str) -> Result<()> {
-    let Some(target) = open_target(path)? else { return Ok(()) };
-    let fail = |errno| Error::SysPath { syscall: "readonly", path: path.into(), errno };
+    let Some(target) = open_target(path)? else {
+        return Ok(());
+    };
+    let fail = |errno| Error::SysPath {
+        syscall: "readonly",
+        path: path.into(),
+        errno,
+    };
     let p = fd_path(&target);
-    mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(fail)?;
-    let Some(bound) = open_target(path)? else { return Ok(()) };
+    mount(
+        Some(&p),
+        &p,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(fail)?;
+    let Some(bound) = open_target(path)? else {
+        return Ok(());
+    };
     remount_readonly(&fd_path(&bound)).map_err(fail)
 }
 

@@ -20,8 +20,14 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     // We are now in the old root, stacked on the new one. Make sure nothing we unmount
     // propagates to the host, then lazily detach it.
     fchdir(&old_root).map_err(Error::sys("fchdir old root"))?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(Error::sys("make old root rslave"))?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(Error::sys("make old root rslave"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(Error::sys("umount old root"))?;
     chdir("/").map_err(Error::sys_path("chdir", "/"))
 }
@@ -31,7 +37,14 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
 /// the chroot.
 pub fn move_root(rootfs: &Path) -> Result<()> {
     chdir(rootfs).map_err(Error::sys_path("chdir", rootfs))?;
-    mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(Error::sys_path("move mount", rootfs))?;
+    mount(
+        Some(rootfs),
+        "/",
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .map_err(Error::sys_path("move mount", rootfs))?;
     chroot(".").map_err(Error::sys_path("chroot", rootfs))?;
     chdir("/").map_err(Error::sys_path("chdir", "/"))
 }

@@ -28,7 +28,11 @@ pub enum ResolveError {
     #[error("path {0:?}: too many levels of symbolic links")]
     Loop(String),
     #[error("{op} {path}: {errno}")]
-    Sys { op: &'static str, path: String, errno: Errno },
+    Sys {
+        op: &'static str,
+        path: String,
+        errno: Errno,
+    },
 }
 
 type Result<T> = std::result::Result<T, ResolveError>;
@@ -44,7 +48,10 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf> {
     while let Some(comp) = todo.pop_front() {
         if comp.as_os_str() == ".." {
             if !done.pop() {
-                return Err(ResolveError::Escapes { path: path.into(), via });
+                return Err(ResolveError::Escapes {
+                    path: path.into(),
+                    via,
+                });
             }
             continue;
         }
@@ -56,8 +63,11 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf> {
                 if links > MAX_SYMLINKS {
                     return Err(ResolveError::Loop(path.into()));
                 }
-                let target = std::fs::read_link(&host)
-                    .map_err(|e| ResolveError::Sys { op: "readlink", path: host.display().to_string(), errno: io_errno(&e) })?;
+                let target = std::fs::read_link(&host).map_err(|e| ResolveError::Sys {
+                    op: "readlink",
+                    path: host.display().to_string(),
+                    errno: io_errno(&e),
+                })?;
                 via = Some(format!("/{} -> {}", candidate.display(), target.display()));
                 if target.is_absolute() {
                     done = PathBuf::new();
@@ -95,8 +105,16 @@ fn how(flags: OFlag) -> OpenHow {
 
 /// Open `rel` inside the rootfs fd, the kernel keeping every step inside it.
 pub fn open_in_root(rootfd: impl AsFd, rel: &Path, flags: OFlag) -> Result<OwnedFd> {
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-    openat2(rootfd, rel, how(flags)).map_err(|errno| ResolveError::Sys { op: "open", path: rel.display().to_string(), errno })
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    openat2(rootfd, rel, how(flags)).map_err(|errno| ResolveError::Sys {
+        op: "open",
+        path: rel.display().to_string(),
+        errno,
+    })
 }
 
 /// Create every missing directory of `rel` (clean, relative) and return an `O_PATH` fd of it.
@@ -108,7 +126,13 @@ pub fn mkdir_all_in_root(rootfd: impl AsFd, rel: &Path, mode: u32) -> Result<Own
         sofar.push(comp);
         match mkdirat(dir.as_fd(), comp, Mode::from_bits_truncate(mode)) {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(errno) => return Err(ResolveError::Sys { op: "mkdir", path: show(&sofar), errno }),
+            Err(errno) => {
+                return Err(ResolveError::Sys {
+                    op: "mkdir",
+                    path: show(&sofar),
+                    errno,
+                })
+            }
         }
         dir = open_in_root(rootfd, &sofar, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     }
@@ -132,7 +156,13 @@ pub fn ensure_in_root(rootfd: impl AsFd, rel: &Path, file: bool) -> Result<Owned
         Mode::from_bits_truncate(0o644),
     ) {
         Ok(_) | Err(Errno::EEXIST) => {}
-        Err(errno) => return Err(ResolveError::Sys { op: "create", path: show(rel), errno }),
+        Err(errno) => {
+            return Err(ResolveError::Sys {
+                op: "create",
+                path: show(rel),
+                errno,
+            })
+        }
     }
     open_in_root(rootfd, rel, OFlag::O_PATH)
 }
@@ -167,17 +197,27 @@ mod tests {
         symlink("loop", r.join("loop")).unwrap();
         assert_eq!(resolve(r, "/lib/x").unwrap(), PathBuf::from("usr/lib/x"));
         assert_eq!(resolve(r, "abs/lib").unwrap(), PathBuf::from("usr/lib"));
-        assert_eq!(resolve(r, "/usr/../new/./d").unwrap(), PathBuf::from("new/d"));
+        assert_eq!(
+            resolve(r, "/usr/../new/./d").unwrap(),
+            PathBuf::from("new/d")
+        );
         assert_eq!(resolve(r, "/").unwrap(), PathBuf::new());
-        assert!(matches!(resolve(r, "/../x"), Err(ResolveError::Escapes { .. })));
-        assert!(matches!(resolve(r, "/evil/x"), Err(ResolveError::Escapes { via: Some(_), .. })));
+        assert!(matches!(
+            resolve(r, "/../x"),
+            Err(ResolveError::Escapes { .. })
+        ));
+        assert!(matches!(
+            resolve(r, "/evil/x"),
+            Err(ResolveError::Escapes { via: Some(_), .. })
+        ));
         assert!(matches!(resolve(r, "/loop"), Err(ResolveError::Loop(_))));
     }
 
     #[test]
     fn creates_inside_root() {
         let t = tempfile::tempdir().unwrap();
-        let root = nix::fcntl::open(t.path(), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let root =
+            nix::fcntl::open(t.path(), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         ensure_in_root(&root, Path::new("a/b/c"), false).unwrap();
         ensure_in_root(&root, Path::new("a/f"), true).unwrap();
         assert!(t.path().join("a/b/c").is_dir());

@@ -1,0 +1,42 @@
+# gpurun — see README.md. `make demo` runs a real container, `make test` runs every test.
+CARGO  ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
+GPURUN := target/release/gpurun
+APT_PACKAGES := busybox-static
+
+.PHONY: all build deps bundle demo test unit integration lint clean
+
+all: build
+
+# Debian packages the tests and the demo need (installed only when missing; needs root).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+build:
+	$(CARGO) build --release --workspace --all-targets
+
+bundle: deps
+	bundles/build.sh
+
+demo: deps build bundle
+	bundles/demo.sh $(GPURUN)
+
+unit:
+	$(CARGO) test --release --lib --bins -p gpurun
+
+# Real containers, as root, against target/release/gpurun (GPURUN_BIN overrides).
+integration: deps build bundle
+	$(CARGO) test --release -p gpurun-integration
+
+test: deps build lint unit integration
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf bundles/busybox

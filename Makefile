@@ -3,7 +3,7 @@ CARGO  ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 GPURUN := target/release/gpurun
 APT_PACKAGES := busybox-static
 
-.PHONY: all build deps bundle demo test unit integration lint clean
+.PHONY: all build deps bundle demo test unit integration lint bench clean
 
 all: build
 
@@ -36,6 +36,10 @@ test: deps build lint unit integration
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# gpurun vs crun vs runc, side by side (hyperfine); writes bench/results.md. See bench/README.md.
+bench: deps build bundle
+	bench/run.sh $(GPURUN)
 
 clean:
 	$(CARGO) clean

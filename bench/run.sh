@@ -19,6 +19,7 @@ PREFIX=gb$$                      # container-id prefix, unique to this benchmark
 RUNTIMES=(gpurun crun runc)
 declare -A BIN ROOT NOTE
 TMP=""
+HF_PID=""
 
 log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
 
@@ -35,13 +36,17 @@ install_deps() {
 }
 
 # Every runtime invocation goes through this: a private mount namespace without the
-# cgroup2 mount, so crun accepts the hybrid host (the host's mounts are untouched).
-WRAP=(unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' --)
-WRAP_STR="unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec \"\$@\"' --"
+# cgroup2 mount, so crun accepts the hybrid host (the host's mounts are untouched). The
+# throw-away tmpfs on /sys/fs/cgroup/unified catches the "unified/<id>" dirs and
+# cgroup.procs files crun/runc would otherwise create in the host's /sys/fs/cgroup tmpfs
+# (hidden under the host's cgroup2 mount, never removed).
+WRAP_SH='umount /sys/fs/cgroup/unified && mount -t tmpfs -o size=1m gbench /sys/fs/cgroup/unified && exec "$@"'
+WRAP=(unshare -m --propagation private sh -c "$WRAP_SH" --)
+WRAP_STR="unshare -m --propagation private sh -c '$WRAP_SH' --"
 wrap() { "${WRAP[@]}" "$@"; }
 
 # Delete every container under each private --root, then any cgroup left with our prefix.
-cleanup() {
+delete_all() {
 	local rt d
 	for rt in "${RUNTIMES[@]}"; do
 		[ -n "${ROOT[$rt]:-}" ] && [ -d "${ROOT[$rt]}" ] || continue
@@ -49,11 +54,33 @@ cleanup() {
 			[ -d "$d" ] && wrap "${BIN[$rt]}" --root "${ROOT[$rt]}" delete --force "$(basename "$d")" >/dev/null 2>&1 || true
 		done
 	done
-	sleep 0.2
+}
+cleanup() {
+	# An interrupted hyperfine leaves its command's `run -d`s in flight: stop it, let them land.
+	if [ -n "${HF_PID:-}" ]; then
+		kill -TERM "$HF_PID" $(pgrep -P "$HF_PID") 2>/dev/null
+		wait "$HF_PID" 2>/dev/null
+		sleep 1
+	fi
+	delete_all
+	kill_strays
+	sleep 0.5
+	delete_all
 	find /sys/fs/cgroup -mindepth 2 -maxdepth 5 -depth -type d -name "$PREFIX*" -exec rmdir {} \; 2>/dev/null || true
 	[ -n "$TMP" ] && rm -rf "$TMP"
 }
-on_exit() { local rc=$?; trap - EXIT INT TERM; log "cleaning up"; cleanup; exit "$rc"; }
+# Safety net for a `run -d` interrupted mid-way (no state left to delete): SIGKILL, by
+# pid, every process whose root mount is one of this benchmark's bundle rootfs.
+kill_strays() {
+	local m
+	[ -n "$TMP" ] || return 0
+	for m in /proc/[0-9]*/mountinfo; do
+		awk -v t="$TMP/" '$5 == "/" && index($4, t) == 1 { f = 1 } END { exit !f }' "$m" 2>/dev/null &&
+			kill -KILL "$(basename "$(dirname "$m")")" 2>/dev/null
+	done
+	return 0
+}
+on_exit() { local rc=$?; set +e; trap - EXIT INT TERM; log "cleaning up"; cleanup; exit "$rc"; }
 
 # Bundles (/bin/true and sleep 3600, same config for every runtime) and the
 # step scripts hyperfine times for multi-command scenarios (args: RT ROOT ...).
@@ -125,7 +152,10 @@ bench() {
 		for rt in "${RTS[@]}" noop; do args+=(-n "$rt" "$($fn "$rt")"); done
 		log "$name: round $r/$ROUNDS ($per runs each: ${RTS[*]} + harness overhead)"
 		hyperfine -N --style none --warmup "$warm" --runs "$per" "$@" \
-			--export-json "$OUT/$name.round$r.json" "${args[@]}" >/dev/null
+			--export-json "$OUT/$name.round$r.json" "${args[@]}" >/dev/null &
+		HF_PID=$!
+		wait "$HF_PID"
+		HF_PID=""
 	done
 	jq -s '{scenario: $n, results: ([.[].results[]] | group_by(.command)
 		| map({command: .[0].command, times: [.[].times[]]}))}' --arg n "$name" \
@@ -235,7 +265,7 @@ report() {
 		echo
 		echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 		echo "- kernel: $(uname -r); CPU: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1) ($(nproc) cores)"
-		echo "- gpurun $("$GPURUN" --version 2>/dev/null | head -n1 || true); $(crun --version | head -n1); $(runc --version | head -n1)"
+		echo "- $("$GPURUN" --version 2>/dev/null | head -n1 || true); $(crun --version | head -n1); $(runc --version | head -n1)"
 		echo "- runs per scenario: $RUNS ($CONC_RUNS for (f)) in $ROUNDS interleaved rounds; hyperfine -N, warmup 5"
 		echo "- every command runs through \`$WRAP_STR\`; its cost (and that of the"
 		echo "  step scripts, measured with /bin/true as the runtime) is subtracted. Raw JSON: bench/out/"

@@ -107,6 +107,7 @@ fn create_in(
         if let Some(pid_file) = &opts.pid_file {
             state::write_pid_file(pid_file, pid)?;
         }
+        init.detach()?;
         Ok(state)
     };
     match finish() {

@@ -77,9 +77,11 @@ fn setup(plan: &CreatePlan, chan: &Channel) -> Result<std::convert::Infallible> 
     switch_user(process)?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
 
-    // From here on the init must survive the parent (`create` exits after Ready).
-    prctl::set_pdeathsig(None).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
+    // Once the parent has recorded us, we must outlive it (`create` exits): see sync.rs 3–5.
     chan.send(&Msg::Ready)?;
+    chan.expect(Msg::Persisted)?;
+    prctl::set_pdeathsig(None).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
+    chan.send(&Msg::Detached)?;
     wait_for_start(&plan.exec_fifo)?;
 
     // Nothing of the runtime may leak into the container (CVE-2024-21626): everything beyond

@@ -41,8 +41,8 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
 }
 
 impl Init {
-    /// Drive the protocol until the init reports `Ready`; `run_hooks` is called when it asks
-    /// for the pre-pivot hooks. On any error the init is killed and reaped.
+    /// Drive the protocol until the init reports `Ready` (steps 1–3 of sync.rs); `run_hooks` is
+    /// called when it asks for the pre-pivot hooks. On any error the init is killed and reaped.
     pub fn wait_ready(&self, mut run_hooks: impl FnMut(Pid) -> Result<()>) -> Result<()> {
         let result = (|| loop {
             match self.chan.recv()? {
@@ -62,6 +62,13 @@ impl Init {
             self.kill_and_reap();
         }
         result
+    }
+
+    /// Steps 4–5 of sync.rs: tell the init its state is on disk and wait until it no longer
+    /// dies with us.
+    pub fn detach(&self) -> Result<()> {
+        self.chan.send(&Msg::Persisted)?;
+        self.chan.expect(Msg::Detached)
     }
 
     /// SIGKILL the init and reap it (it is our child), so a failed create leaves no process.

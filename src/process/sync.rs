@@ -7,11 +7,16 @@
 //! |------|---------------|--------------|---------------------------------------------------|----------------------------------------------------|
 //! | 1    | init → parent | `Hooks`      | namespaces, mounts and /dev are ready, before pivot_root; only if the spec has prestart/createRuntime hooks | runs those hooks with the init's pid, replies `HooksDone` |
 //! | 2    | parent → init | `HooksDone`  | the hooks succeeded                               | continues: pivot_root, paths, user, capabilities  |
-//! | 3    | init → parent | `Ready`      | all set up; args[0] resolved; about to block on the exec fifo | records state `created`, writes the pid file, exits (create) or starts it (run) |
+//! | 3    | init → parent | `Ready`      | all set up; args[0] resolved. The init still dies with the parent (PR_SET_PDEATHSIG) | writes state.json (status `created`) and the pid file |
+//! | 4    | parent → init | `Persisted`  | the state is on disk                              | clears PR_SET_PDEATHSIG: from now on it outlives `create` |
+//! | 5    | init → parent | `Detached`   | the death signal is cleared                       | exits (`create`) or starts it (`run`)             |
 //! | any  | init → parent | `Error(msg)` | any step failed; the init then exits 1            | kills and reaps the init, removes the state dir, reports `msg` |
 //! | any  | (EOF)         | —            | the init died without a word                       | as `Error`, with "init exited unexpectedly"        |
 //!
-//! After `Ready` the channel is closed: `start` talks to the init only through the exec fifo
+//! Steps 3–5 make every moment safe to kill `create` at: before the state is written the init
+//! dies with it; after, the state names it, so `delete` finds it.
+//!
+//! After `Detached` the channel is closed: `start` talks to the init only through the exec fifo
 //! (see [`crate::container::start`]).
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -26,6 +31,8 @@ pub enum Msg {
     Hooks,
     HooksDone,
     Ready,
+    Persisted,
+    Detached,
     Error(String),
 }
 

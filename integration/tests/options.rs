@@ -1,0 +1,194 @@
+//! create/run options and runtime-wide guarantees: concurrent creates of one id, --preserve-fds,
+//! --no-pivot, session keyrings, --log in text format, and host fds not leaking in.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use gpurun_integration::*;
+
+#[test]
+fn concurrent_create_exactly_one_wins() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("concurrent_create");
+    env.config(|s| set_args(s, &["sleep", "3600"]));
+    let id = env.id();
+    // stderr goes to files: the winner's init inherits it and keeps it open.
+    let errs: Vec<_> = (0..4)
+        .map(|k| env.dir.join(format!("create{k}.err")))
+        .collect();
+    let children: Vec<_> = errs
+        .iter()
+        .map(|err| {
+            Command::new(bin())
+                .args(["--root", env.state.to_str().unwrap(), "create", "--bundle"])
+                .arg(&env.bundle)
+                .arg(&id)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(err).unwrap())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<_> = children
+        .into_iter()
+        .map(|mut c| c.wait().unwrap().success())
+        .collect();
+    assert_eq!(codes.iter().filter(|ok| **ok).count(), 1, "{codes:?}");
+    for (ok, err) in codes.iter().zip(&errs) {
+        let err = std::fs::read_to_string(err).unwrap();
+        assert!(*ok || err.contains("already exists"), "{err}");
+    }
+    assert_eq!(env.status(&id).as_deref(), Some("created"));
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}
+
+#[test]
+fn preserve_fds_passes_extra_fds_only() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("preserve_fds");
+    let secret = env.dir.join("fd3.txt");
+    std::fs::write(&secret, "through fd 3\n").unwrap();
+    let leaked = env.dir.join("fd4.txt");
+    std::fs::write(&leaked, "must not be visible\n").unwrap();
+    env.config(|s| {
+        set_args(
+            s,
+            &[
+                "sh",
+                "-c",
+                "cat <&3; ls /proc/self/fd; cat <&4 && echo LEAK",
+            ],
+        )
+    });
+    let run = |preserve: &str| {
+        let (f3, f4) = (
+            std::fs::File::open(&secret).unwrap(),
+            std::fs::File::open(&leaked).unwrap(),
+        );
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "--root",
+            env.state.to_str().unwrap(),
+            "run",
+            "--preserve-fds",
+            preserve,
+            "--bundle",
+        ])
+        .arg(&env.bundle)
+        .arg(env.id());
+        use std::os::fd::AsRawFd;
+        let (r3, r4) = (f3.as_raw_fd(), f4.as_raw_fd());
+        // SAFETY: dup2 between fork and exec only touches this child's fd table.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Via high fds first: dup2 onto itself would keep O_CLOEXEC set.
+                let (h3, h4) = (
+                    libc::fcntl(r3, libc::F_DUPFD, 100),
+                    libc::fcntl(r4, libc::F_DUPFD, 100),
+                );
+                if h3 < 0 || h4 < 0 || libc::dup2(h3, 3) < 0 || libc::dup2(h4, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.stdin(Stdio::null()).output().unwrap()
+    };
+    let out = run("1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("through fd 3"), "{stdout}");
+    assert!(
+        !stdout.contains("LEAK"),
+        "fd 4 leaked into the container: {stdout}"
+    );
+    // Without --preserve-fds not even fd 3 gets through.
+    let out = run("0");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("through fd 3"), "{stdout}");
+    env.assert_clean();
+}
+
+#[test]
+fn no_pivot_runs() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("no_pivot");
+    env.config(|s| set_args(s, &["sh", "-c", "echo rooted; ls /"]));
+    let out = env.gpurun(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        env.bundle.to_str().unwrap(),
+        &env.id(),
+    ]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("rooted") && out.stdout.contains("proc"),
+        "{}",
+        out.describe()
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn session_keyring() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("session_keyring");
+    // /proc/keys is masked by default; unmask it to look at our keyrings.
+    env.config(|s| {
+        set_args(s, &["cat", "/proc/keys"]);
+        s["linux"]["maskedPaths"] = json!([]);
+    });
+    let id = env.id();
+    let out = env.run(&id);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains(&format!("_ses.{id}")),
+        "{}",
+        out.describe()
+    );
+    let id = env.id();
+    let out = env.gpurun(&[
+        "run",
+        "--no-new-keyring",
+        "--bundle",
+        env.bundle.to_str().unwrap(),
+        &id,
+    ]);
+    out.assert_ok();
+    assert!(
+        !out.stdout.contains(&format!("_ses.{id}")),
+        "{}",
+        out.describe()
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn text_log_format() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("text_log");
+    let log = env.dir.join("log.txt");
+    let out = env.gpurun_with(
+        &["--log", log.to_str().unwrap(), "--log-format", "text"],
+        &["state", "ghost"],
+    );
+    out.assert_err("does not exist");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("level=error") && text.contains("does not exist"),
+        "{text}"
+    );
+    env.assert_clean();
+}

@@ -77,6 +77,24 @@ pub enum Command {
         #[arg(long)]
         rootless: bool,
     },
+    /// Change a container's resource limits
+    Update(Box<UpdateArgs>),
+    /// Freeze every process of a running container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// List the processes of a container
+    Ps(PsArgs),
+    /// Stats (--stats: once) and OOM notifications of a container, as JSON lines
+    Events {
+        /// Print one stats document and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats documents when streaming
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// Print the features this runtime supports (runtime-spec features.md) as JSON
     Features,
 }
@@ -120,4 +138,52 @@ pub struct RunArgs {
     /// Keep the container's state after it exits
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    #[arg(short, long, default_value = "table")]
+    pub format: ListFormat,
+    pub id: String,
+    /// Options for ps(1) (default -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+/// runc's `update` flags; `--resources` takes LinuxResources JSON instead (`-` = stdin).
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with k/m/g suffix)
+    #[arg(long)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1: unlimited)
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long = "kernel-memory", hide = true)]
+    pub kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", hide = true)]
+    pub kernel_memory_tcp: Option<String>,
+    #[arg(long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    pub id: String,
 }

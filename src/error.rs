@@ -40,6 +40,12 @@ pub enum Error {
     Spec(#[from] SpecError),
     #[error("{0}")]
     Resolve(#[from] ResolveError),
+    #[error("{0}")]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
+    #[error("container {0} is not running")]
+    PauseNotRunning(String),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

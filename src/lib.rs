@@ -6,6 +6,7 @@
 //! All `unsafe` lives in [`sys`].
 
 pub mod capabilities;
+pub mod cgroups;
 pub mod cli;
 pub mod commands;
 pub mod container;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -38,8 +38,6 @@ pub enum SpecError {
     RelativeCwd(String),
     #[error("config.json: setting the hostname needs a new or joined uts namespace")]
     HostnameWithoutUts,
-    #[error("config.json: linux.resources.{0} is not supported yet on this host (cgroup limits are not implemented); refusing to ignore a limit")]
-    Resources(String),
     #[error("config.json: invalid rootfsPropagation {0:?}")]
     Propagation(String),
     #[error("config.json: invalid sysctl key {0:?}")]
@@ -127,9 +125,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
         return Err(SpecError::HostnameWithoutUts);
     }
     if let Some(linux) = linux {
-        if let Some(resources) = linux.resources() {
-            check_resources(resources)?;
-        }
         if let Some(p) = linux.rootfs_propagation() {
             crate::rootfs::mounts::propagation_flag(p)
                 .ok_or_else(|| SpecError::Propagation(p.clone()))?;
@@ -144,31 +139,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// cgroup limits are not implemented yet: only device rules (which gpurun's default spec and
-/// every engine send) are accepted, so a requested limit is never silently ignored.
-fn check_resources(r: &LinuxResources) -> Result<()> {
-    let asked = [
-        ("memory", r.memory().is_some()),
-        ("cpu", r.cpu().is_some()),
-        ("pids", r.pids().is_some()),
-        ("blockIO", r.block_io().is_some()),
-        (
-            "hugepageLimits",
-            r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-        ("network", r.network().is_some()),
-        ("rdma", r.rdma().as_ref().is_some_and(|v| !v.is_empty())),
-        (
-            "unified",
-            r.unified().as_ref().is_some_and(|v| !v.is_empty()),
-        ),
-    ];
-    match asked.iter().find(|(_, set)| *set) {
-        Some((name, _)) => Err(SpecError::Resources(name.to_string())),
-        None => Ok(()),
-    }
 }
 
 /// The default `config.json` written by `gpurun spec`: runc's defaults.
@@ -212,10 +182,10 @@ mod tests {
             spec_with(|v| v["process"]["cwd"] = "tmp".into()),
             Err(SpecError::RelativeCwd(_))
         ));
-        assert!(matches!(
-            spec_with(|v| v["linux"]["resources"]["memory"] = serde_json::json!({"limit": 1048576})),
-            Err(SpecError::Resources(_))
-        ));
+        assert!(spec_with(
+            |v| v["linux"]["resources"]["pids"] = serde_json::json!({"limit": "many"})
+        )
+        .is_err());
         assert!(matches!(
             spec_with(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}])),
             Err(SpecError::NoMountNamespace)

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 use crate::process::pidinfo;
 
@@ -26,6 +27,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -35,6 +37,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -57,6 +60,9 @@ pub struct State {
     pub annotations: HashMap<String, String>,
     /// Whether the container has its own pid namespace (then killing the init kills all).
     pub own_pid_ns: bool,
+    /// The container's cgroup directories (removed by `delete`).
+    #[serde(default)]
+    pub cgroup: Cgroup,
 }
 
 /// The OCI state as printed by `state` and `list --format json` (runc's field set).
@@ -220,6 +226,8 @@ impl ContainerDir {
             Status::Stopped
         } else if self.fifo_path().exists() {
             Status::Created
+        } else if state.cgroup.is_frozen() {
+            Status::Paused
         } else {
             Status::Running
         }
@@ -297,6 +305,7 @@ mod tests {
             created: "2026-01-01T00:00:00Z".into(),
             annotations: HashMap::new(),
             own_pid_ns: true,
+            cgroup: Cgroup::default(),
         }
     }
 

@@ -29,23 +29,35 @@ struct CloneArgs {
 pub enum Forked {
     /// We are the parent: the child's pid and a pidfd for it.
     Parent { pid: Pid, pidfd: OwnedFd },
-    /// We are the new child process.
-    Child,
+    /// We are the new child process; `in_cgroup` tells whether the kernel already placed us
+    /// into the requested cgroup (CLONE_INTO_CGROUP).
+    Child { in_cgroup: bool },
 }
 
 /// Fork-like `clone3(2)`: the child continues on a copy-on-write copy of our stack, exactly as
 /// with `fork(2)`, but may start in new namespaces and hands us a pidfd atomically.
 ///
-/// Falls back to the legacy `clone(2)` on kernels without clone3. The caller must be
-/// single-threaded (gpurun never starts a thread before this point).
-pub fn clone_fork(namespace_flags: libc::c_int) -> Result<Forked, Errno> {
+/// With `cgroup` (a cgroup2 directory fd) the child is born in that cgroup
+/// (CLONE_INTO_CGROUP), so even its first page is accounted there.
+///
+/// Falls back to the legacy `clone(2)` on kernels without clone3 (and without
+/// CLONE_INTO_CGROUP). The caller must be single-threaded (gpurun never starts a thread
+/// before this point).
+pub fn clone_fork(
+    namespace_flags: libc::c_int,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Forked, Errno> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
-        flags: (namespace_flags | libc::CLONE_PIDFD) as u64,
+        flags: (namespace_flags | libc::CLONE_PIDFD) as u64
+            | cgroup.map_or(0, |_| CLONE_INTO_CGROUP),
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
         ..Default::default()
     };
+    let mut in_cgroup = cgroup.is_some();
     // SAFETY: clone3 with stack == 0 behaves like fork(2): the child gets a private copy of
     // the address space. `args` and `pidfd` outlive the call; the size passed matches the
     // struct. The process is single-threaded, so no lock can be held by a vanished thread.
@@ -57,6 +69,7 @@ pub fn clone_fork(namespace_flags: libc::c_int) -> Result<Forked, Errno> {
         )
     };
     if ret == -1 && Errno::last() == Errno::ENOSYS {
+        in_cgroup = false;
         // SAFETY: legacy clone(2) with a NULL stack is also fork-like on x86_64 and aarch64;
         // with CLONE_PIDFD the kernel writes the pidfd into `parent_tid` (our `pidfd`).
         ret = unsafe {
@@ -72,7 +85,7 @@ pub fn clone_fork(namespace_flags: libc::c_int) -> Result<Forked, Errno> {
     }
     match ret {
         -1 => Err(Errno::last()),
-        0 => Ok(Forked::Child),
+        0 => Ok(Forked::Child { in_cgroup }),
         pid => Ok(Forked::Parent {
             pid: Pid::from_raw(pid as i32),
             // SAFETY: the kernel just created this fd for us (CLONE_PIDFD) and nothing else owns it.
@@ -167,5 +180,83 @@ pub fn join_session_keyring(name: &std::ffi::CStr) -> Result<(), Errno> {
     // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
     let ret =
         unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    Errno::result(ret).map(drop)
+}
+
+/// `bpf(BPF_PROG_LOAD)` for a program of `prog_type` made of 8-byte instructions. The
+/// verifier's log (if any) is written into `log`.
+pub fn bpf_prog_load(
+    prog_type: u32,
+    insns: &[[u8; 8]],
+    license: &std::ffi::CStr,
+    log: &mut [u8],
+) -> Result<OwnedFd, Errno> {
+    #[repr(C)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+    }
+    let attr = ProgLoad {
+        prog_type,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: u32::from(!log.is_empty()),
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+    };
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    // SAFETY: `attr` is a valid prefix of `union bpf_attr` (the kernel zero-extends shorter
+    // attrs); the pointers in it reference `insns`, `license` and `log`, all alive and sized as
+    // stated for the duration of the call. On success the kernel returns a new fd we own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
+    Errno::result(fd).map(|fd| {
+        // SAFETY: fresh fd from the kernel, owned by nobody else.
+        unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+    })
+}
+
+/// `bpf(BPF_PROG_ATTACH)`: attach `prog` to the cgroup directory `target`.
+pub fn bpf_prog_attach(
+    target: BorrowedFd<'_>,
+    prog: BorrowedFd<'_>,
+    attach_type: u32,
+    flags: u32,
+) -> Result<(), Errno> {
+    #[repr(C)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+    }
+    let attr = ProgAttach {
+        target_fd: target.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        attach_flags: flags,
+    };
+    const BPF_PROG_ATTACH: libc::c_long = 8;
+    // SAFETY: `attr` is a valid prefix of `union bpf_attr` holding only integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attr as *const ProgAttach,
+            std::mem::size_of::<ProgAttach>(),
+        )
+    };
     Errno::result(ret).map(drop)
 }

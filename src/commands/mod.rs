@@ -1,5 +1,6 @@
 //! One function per CLI verb: thin adapters from parsed arguments to the container layer.
 
+mod cgroup_cmds;
 mod info;
 pub use info::version_text;
 mod run;
@@ -40,6 +41,20 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::List { format, quiet } => list(root, *format, *quiet),
         Command::Spec { bundle, rootless } => info::write_spec(bundle, *rootless),
         Command::Features => info::print_features(),
+        Command::Update(args) => cgroup_cmds::update(root, args),
+        Command::Pause { id } => cgroup_cmds::pause(root, id),
+        Command::Resume { id } => cgroup_cmds::resume(root, id),
+        Command::Ps(args) => cgroup_cmds::ps(root, args),
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let every = cgroup_cmds::parse_interval(interval).ok_or_else(|| {
+                Error::Unsupported(format!("events: invalid --interval {interval:?}"))
+            })?;
+            cgroup_cmds::events(root, id, *stats, every)
+        }
     }
 }
 

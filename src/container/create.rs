@@ -10,6 +10,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::mkfifo;
 
+use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 use crate::namespaces::Namespaces;
 use crate::process::{parent, pidinfo, CreatePlan};
@@ -56,7 +57,19 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
 
     let dir = ContainerDir::create(root, id)?;
-    match create_in(&dir, &bundle, namespaces, opts) {
+    let linux = bundle.spec.linux().as_ref();
+    let cgroup = Cgroup::create(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        id,
+        linux.and_then(|l| l.resources().as_ref()),
+        linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default(),
+    );
+    let result = cgroup.map_err(Error::from).and_then(|cgroup| {
+        create_in(&dir, &bundle, namespaces, &cgroup, opts).inspect_err(|_| cgroup.remove())
+    });
+    match result {
         Ok((state, init)) => Ok(Created { dir, state, init }),
         Err(e) => {
             let _ = dir.remove();
@@ -69,6 +82,7 @@ fn create_in(
     dir: &ContainerDir,
     bundle: &Bundle,
     namespaces: Namespaces,
+    cgroup: &Cgroup,
     opts: &CreateOptions,
 ) -> Result<(State, parent::Init)> {
     let own_pid_ns = namespaces
@@ -84,6 +98,7 @@ fn create_in(
         id: &dir.id,
         preserve_fds: opts.preserve_fds,
         pre_pivot_hooks: false,
+        cgroup,
     };
     let init = parent::spawn(&plan)?;
     init.wait_ready(|_pid| Ok(()))?;
@@ -102,6 +117,7 @@ fn create_in(
             created: crate::logging::rfc3339_now(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             own_pid_ns,
+            cgroup: cgroup.clone(),
         };
         dir.save(&state)?;
         if let Some(pid_file) = &opts.pid_file {

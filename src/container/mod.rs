@@ -61,42 +61,46 @@ fn init_pidfd(state: &State) -> Option<OwnedFd> {
 /// `kill [--all] ID SIGNAL`.
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let (_dir, state, status) = load(root, id)?;
+    if all {
+        // Every process of the container, also after its init has gone (containerd relies on
+        // `kill --all` succeeding then).
+        signal_all(&state, signal);
+        return Ok(());
+    }
     let pidfd = match (status, init_pidfd(&state)) {
-        (Status::Stopped, _) | (_, None) if all => return Ok(()),
         (Status::Stopped, _) | (_, None) => return Err(Error::NotRunning),
         (_, Some(fd)) => fd,
     };
-    if all && state.own_pid_ns && signal != libc::SIGKILL {
-        signal_pid_namespace(state.pid, signal);
-    }
-    // SIGKILL of a pid namespace's init takes down every process in it.
     match sys::pidfd_send_signal(pidfd.as_fd(), signal) {
         Ok(()) => Ok(()),
-        Err(Errno::ESRCH) if all => Ok(()),
         Err(Errno::ESRCH) => Err(Error::NoSuchProcess),
         Err(e) => Err(Error::sys("pidfd_send_signal")(e)),
     }
 }
 
-/// Signal every process that shares the init's pid namespace, except the init itself.
-fn signal_pid_namespace(init: i32, signal: i32) {
-    let Ok(ns) = std::fs::read_link(format!("/proc/{init}/ns/pid")) else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
-        if pid != init && std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|n| n == ns) {
-            if let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
-                let _ = sys::pidfd_send_signal(fd.as_fd(), signal);
-            }
+/// Signal every process in the container's cgroup. The cgroup is frozen meanwhile (if it has a
+/// freezer) so nothing can fork past the signal; a paused container stays paused unless the
+/// signal is SIGKILL, which only takes effect once thawed.
+fn signal_all(state: &State, signal: i32) {
+    let cg = &state.cgroup;
+    let was_frozen = cg.is_frozen();
+    let froze = !was_frozen && cg.set_frozen(true).is_ok();
+    let mut pids = cg.pids();
+    if pids.is_empty() && pidinfo::is_alive(state.pid, state.pid_start_time) {
+        pids.push(state.pid);
+    }
+    for pid in pids {
+        if let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), signal);
         }
+    }
+    if froze || (was_frozen && signal == libc::SIGKILL) {
+        let _ = cg.set_frozen(false);
     }
 }
 
 /// `delete [--force] ID`. A created container is always deleted (as runc does); a running one
-/// only with `--force`, after SIGKILL has actually taken it down.
+/// only with `--force`, after SIGKILL has actually taken it down. Its cgroup goes with it.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let (dir, state, status) = match load(root, id) {
         Ok(loaded) => loaded,
@@ -104,30 +108,41 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Err(Error::NotExist(_)) if force => return Ok(()),
         Err(e) => return Err(e),
     };
-    match status {
-        Status::Stopped => {}
-        Status::Running | Status::Creating if !force => {
-            return Err(Error::DeleteNotStopped {
-                id: id.into(),
-                status: status.as_str(),
-            })
-        }
-        _ => kill_and_wait(id, &state)?,
+    if matches!(status, Status::Running | Status::Paused) && !force {
+        return Err(Error::DeleteNotStopped {
+            id: id.into(),
+            status: status.as_str(),
+        });
     }
+    // Also what outlived the init (a container without its own pid namespace).
+    signal_all(&state, libc::SIGKILL);
+    wait_for_exit(id, &state)?;
+    state.cgroup.remove();
     dir.remove()
 }
 
-fn kill_and_wait(id: &str, state: &State) -> Result<()> {
-    let Some(pidfd) = init_pidfd(state) else {
-        return Ok(());
-    };
-    match sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL) {
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(e) => return Err(Error::sys("pidfd_send_signal")(e)),
+/// Wait (on its pidfd) until the init has exited.
+fn wait_for_exit(id: &str, state: &State) -> Result<()> {
+    match init_pidfd(state) {
+        Some(pidfd) if !parent::wait_pidfd(&pidfd, 10_000) => Err(Error::KillTimeout(id.into())),
+        _ => Ok(()),
     }
-    if parent::wait_pidfd(&pidfd, 10_000) {
-        Ok(())
-    } else {
-        Err(Error::KillTimeout(id.into()))
+}
+
+/// `pause`: freeze every process of a running container.
+pub fn pause(root: &Path, id: &str) -> Result<()> {
+    let (_dir, state, status) = load(root, id)?;
+    if status != Status::Running {
+        return Err(Error::PauseNotRunning(id.into()));
     }
+    Ok(state.cgroup.set_frozen(true)?)
+}
+
+/// `resume`: thaw a paused container.
+pub fn resume(root: &Path, id: &str) -> Result<()> {
+    let (_dir, state, status) = load(root, id)?;
+    if status != Status::Paused {
+        return Err(Error::NotPaused(id.into()));
+    }
+    Ok(state.cgroup.set_frozen(false)?)
 }

@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::{capabilities, rootfs, sys};
 
 /// Entry point in the child. Never returns.
-pub fn run(plan: &CreatePlan, chan: Channel) -> ! {
-    let err = match setup(plan, &chan) {
+pub fn run(plan: &CreatePlan, chan: Channel, in_cgroup: bool) -> ! {
+    let err = match setup(plan, &chan, in_cgroup) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -30,7 +30,7 @@ pub fn run(plan: &CreatePlan, chan: Channel) -> ! {
     sys::exit_now(1)
 }
 
-fn setup(plan: &CreatePlan, chan: &Channel) -> Result<std::convert::Infallible> {
+fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::convert::Infallible> {
     let spec = &plan.bundle.spec;
     let process = spec.process().as_ref().expect("validated: process present");
 
@@ -46,6 +46,14 @@ fn setup(plan: &CreatePlan, chan: &Channel) -> Result<std::convert::Infallible> 
         .thread_set_mask()
         .map_err(Error::sys("sigprocmask"))?;
 
+    // Into the cgroup before anything else runs, then (if asked) a cgroup namespace rooted there.
+    if !in_cgroup {
+        plan.cgroup.join_self()?;
+    }
+    if plan.namespaces.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(Error::sys("unshare(CLONE_NEWCGROUP)"))?;
+    }
     plan.namespaces.join_all()?;
     if !plan.no_new_keyring {
         join_keyring(plan.id)?;

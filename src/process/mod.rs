@@ -8,6 +8,7 @@ pub mod sync;
 
 use std::os::fd::{OwnedFd, RawFd};
 
+use crate::cgroups::Cgroup;
 use crate::namespaces::Namespaces;
 use crate::spec::Bundle;
 
@@ -24,6 +25,8 @@ pub struct CreatePlan<'a> {
     pub no_new_keyring: bool,
     pub id: &'a str,
     pub preserve_fds: i32,
+    /// The container's cgroup, made by the parent; the init joins it first thing.
+    pub cgroup: &'a Cgroup,
     /// The spec has prestart/createRuntime hooks: stop before pivot_root and let the parent run them.
     pub pre_pivot_hooks: bool,
 }

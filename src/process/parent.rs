@@ -3,7 +3,10 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use nix::fcntl::{open, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -23,14 +26,29 @@ pub struct Init {
 /// Clone the init into its namespaces. In the child this never returns.
 pub fn spawn(plan: &CreatePlan) -> Result<Init> {
     let (parent_end, child_end) = sync::channel()?;
-    let flags = plan.namespaces.new.bits();
+    // The cgroup namespace is unshared by the init once it is inside its cgroup, so that the
+    // namespace is rooted there (clone would root it at *our* cgroup).
+    let flags = (plan.namespaces.new - CloneFlags::CLONE_NEWCGROUP).bits();
+    // On a pure cgroup v2 host the init is born inside its cgroup.
+    let cgroup_dir = match (&plan.cgroup.v2, plan.cgroup.unified_host) {
+        (Some(dir), true) => Some(
+            open(
+                dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(Error::sys_path("open cgroup", dir))?,
+        ),
+        _ => None,
+    };
     let forked = with_pid_ns(plan.namespaces.pid.as_ref(), || {
-        sys::clone_fork(flags).map_err(Error::sys("clone3"))
+        sys::clone_fork(flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()))
+            .map_err(Error::sys("clone3"))
     })?;
     match forked {
-        Forked::Child => {
+        Forked::Child { in_cgroup } => {
             drop(parent_end);
-            init::run(plan, child_end)
+            init::run(plan, child_end, in_cgroup)
         }
         Forked::Parent { pid, pidfd } => Ok(Init {
             pid,

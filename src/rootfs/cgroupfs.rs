@@ -16,47 +16,7 @@ use super::mounts::MountOptions;
 use super::resolve::{ensure_in_root, fd_path, open_in_root, show};
 use crate::error::{Error, Result};
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// One cgroup hierarchy mounted on the host below `/sys/fs/cgroup`.
-struct Hierarchy {
-    /// Directory name under /sys/fs/cgroup (e.g. `cpu,cpuacct`, `unified`).
-    name: String,
-    fstype: String,
-    /// Super options to pass as mount data (e.g. `cpu,cpuacct`, `none,name=systemd`).
-    data: String,
-}
-
-fn host_hierarchies() -> Vec<Hierarchy> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let mountpoint = pre.split(' ').nth(4)?;
-            let mut post = post.split(' ');
-            let fstype = post.next()?;
-            let super_opts = post.nth(1)?;
-            let name = mountpoint.strip_prefix(CGROUP_ROOT)?.strip_prefix('/')?;
-            if !(fstype == "cgroup" || fstype == "cgroup2") || name.contains('/') {
-                return None;
-            }
-            let data: Vec<&str> = super_opts
-                .split(',')
-                .filter(|o| *o != "rw" && *o != "ro")
-                .collect();
-            let data = if data.iter().any(|o| o.starts_with("name=")) && !data.contains(&"none") {
-                format!("none,{}", data.join(","))
-            } else {
-                data.join(",")
-            };
-            Some(Hierarchy {
-                name: name.to_string(),
-                fstype: fstype.to_string(),
-                data,
-            })
-        })
-        .collect()
-}
+use crate::cgroups::ROOT as CGROUP_ROOT;
 
 fn is_unified_host() -> bool {
     nix::sys::statfs::statfs(CGROUP_ROOT)
@@ -97,18 +57,12 @@ pub fn mount_cgroupfs(rootfd: BorrowedFd<'_>, rel: &Path, opts: &MountOptions) -
     let tmpfs = open_in_root(rootfd, rel, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     let target = fd_path(&tmpfs);
     let target = target.as_path();
-    for h in host_hierarchies() {
+    for h in crate::cgroups::hierarchies() {
         let dir = target.join(&h.name);
         nix::unistd::mkdir(&dir, Mode::from_bits_truncate(0o755)).map_err(fail)?;
-        let data = (!h.data.is_empty()).then_some(h.data.as_str());
-        mount(
-            Some("cgroup"),
-            &dir,
-            Some(h.fstype.as_str()),
-            flags | base,
-            data,
-        )
-        .map_err(fail)?;
+        let data = (!h.mount_data.is_empty()).then_some(h.mount_data.as_str());
+        let fstype = if h.v2 { "cgroup2" } else { "cgroup" };
+        mount(Some("cgroup"), &dir, Some(fstype), flags | base, data).map_err(fail)?;
         // Co-mounted controllers are also reachable by each name, as on the host.
         if h.name.contains(',') {
             for part in h.name.split(',') {

@@ -1,0 +1,289 @@
+//! cgroups: where a container's cgroup lives and what is written into it.
+//!
+//! One [`Cgroup`] value covers every hierarchy the host mounts: on a pure cgroup v2 host one
+//! directory; on v1 and hybrid hosts (v1 controllers plus a cgroup2 at `unified`) one directory
+//! per mounted hierarchy, like runc's cgroupfs driver. Limits go to the hierarchy that owns the
+//! controller ([`v1`] or [`v2`] writers); device rules go through [`devices`] (v1 files or an
+//! eBPF program on v2). This module imports nothing from the container or process layers.
+
+pub mod devices;
+pub mod ebpf;
+pub mod fs;
+pub mod path;
+pub mod stats;
+pub mod v1;
+pub mod v2;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxDevice, LinuxResources};
+use serde::{Deserialize, Serialize};
+
+pub use fs::CgroupError;
+
+pub type Result<T> = std::result::Result<T, CgroupError>;
+
+pub const ROOT: &str = "/sys/fs/cgroup";
+
+/// One cgroup hierarchy mounted on the host below `/sys/fs/cgroup`.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    /// Directory name under /sys/fs/cgroup (`memory`, `cpu,cpuacct`, `unified`, or "" for a
+    /// pure v2 host where the cgroup2 mount is /sys/fs/cgroup itself).
+    pub name: String,
+    pub v2: bool,
+    /// v1 controllers (and `name=…` for named hierarchies); empty for cgroup2.
+    pub controllers: Vec<String>,
+    /// Super options to mount it again inside a container (e.g. `cpu,cpuacct`, `none,name=systemd`).
+    pub mount_data: String,
+}
+
+impl Hierarchy {
+    pub fn mountpoint(&self) -> PathBuf {
+        Path::new(ROOT).join(&self.name)
+    }
+}
+
+/// The hierarchies mounted on this host, from /proc/self/mountinfo.
+pub fn hierarchies() -> Vec<Hierarchy> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines().filter_map(parse_mountinfo_line).collect()
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<Hierarchy> {
+    let (pre, post) = line.split_once(" - ")?;
+    let mountpoint = pre.split(' ').nth(4)?;
+    let mut post = post.split(' ');
+    let fstype = post.next()?;
+    let super_opts = post.nth(1)?;
+    if fstype != "cgroup" && fstype != "cgroup2" {
+        return None;
+    }
+    let name = if mountpoint == ROOT {
+        ""
+    } else {
+        mountpoint
+            .strip_prefix(ROOT)?
+            .strip_prefix('/')
+            .filter(|n| !n.contains('/'))?
+    };
+    let opts: Vec<&str> = super_opts
+        .split(',')
+        .filter(|o| *o != "rw" && *o != "ro")
+        .collect();
+    let v2 = fstype == "cgroup2";
+    let controllers: Vec<String> = if v2 {
+        Vec::new()
+    } else {
+        opts.iter()
+            .filter(|o| !o.contains('=') || o.starts_with("name="))
+            .filter(|o| {
+                !matches!(
+                    **o,
+                    "noprefix" | "clone_children" | "xattr" | "cpuset_v2_mode"
+                )
+            })
+            .map(|o| o.to_string())
+            .collect()
+    };
+    let mount_data = if opts.iter().any(|o| o.starts_with("name=")) && !opts.contains(&"none") {
+        format!("none,{}", opts.join(","))
+    } else {
+        opts.join(",")
+    };
+    Some(Hierarchy {
+        name: name.to_string(),
+        v2,
+        controllers,
+        mount_data,
+    })
+}
+
+/// A container's cgroup: its directory in every hierarchy. Persisted in state.json.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cgroup {
+    /// v1 hierarchy name (`memory`, `cpu,cpuacct`, `name=systemd` dirs) → directory.
+    #[serde(default)]
+    pub v1: BTreeMap<String, PathBuf>,
+    /// The cgroup2 directory: the whole cgroup on a pure v2 host, `unified/…` on hybrid hosts.
+    #[serde(default)]
+    pub v2: Option<PathBuf>,
+    /// True when the host is pure cgroup v2 (every controller lives in `v2`).
+    #[serde(default)]
+    pub unified_host: bool,
+    /// Directories gpurun created (innermost last), removed again by `remove`.
+    #[serde(default)]
+    pub created: Vec<PathBuf>,
+}
+
+impl Cgroup {
+    /// Make the container's cgroup in every hierarchy and apply `resources` (and the device
+    /// rules, with `devices` from linux.devices allowed). On error, nothing is left behind.
+    pub fn create(
+        cgroups_path: Option<&Path>,
+        id: &str,
+        resources: Option<&LinuxResources>,
+        devices: &[LinuxDevice],
+    ) -> Result<Cgroup> {
+        let mut cg = Cgroup::default();
+        let result = cg.create_in(cgroups_path, id, resources, devices);
+        match result {
+            Ok(()) => Ok(cg),
+            Err(e) => {
+                cg.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(
+        &mut self,
+        cgroups_path: Option<&Path>,
+        id: &str,
+        resources: Option<&LinuxResources>,
+        devices: &[LinuxDevice],
+    ) -> Result<()> {
+        let hierarchies = hierarchies();
+        self.unified_host = hierarchies.iter().any(|h| h.v2 && h.name.is_empty());
+        for h in &hierarchies {
+            let dir = path::container_dir(h, cgroups_path, id)?;
+            fs::mkdir_all(&dir, &mut self.created)?;
+            if h.v2 {
+                self.v2 = Some(dir);
+            } else {
+                if h.controllers.iter().any(|c| c == "cpuset") {
+                    v1::init_cpuset(&h.mountpoint(), &dir)?;
+                }
+                self.v1.insert(h.name.clone(), dir);
+            }
+        }
+        if let Some(dir) = &self.v2 {
+            let mountpoint = hierarchies
+                .iter()
+                .find(|h| h.v2)
+                .map(|h| h.mountpoint())
+                .unwrap_or_default();
+            v2::enable_controllers(&mountpoint, dir)?;
+        }
+        let empty = LinuxResources::default();
+        self.apply(resources.unwrap_or(&empty))?;
+        devices::apply(
+            self,
+            resources
+                .and_then(|r| r.devices().as_deref())
+                .unwrap_or_default(),
+            devices,
+        )
+    }
+
+    /// The directory of the v1 hierarchy that has `controller`, if any.
+    pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(name, _)| name.split(',').any(|c| c == controller))
+            .map(|(_, dir)| dir.as_path())
+    }
+
+    /// Write `resources` (limits only; device rules are applied at create). Used by create and
+    /// `update`.
+    pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+        if self.unified_host {
+            return v2::apply(self.v2.as_deref().expect("pure v2 host has a v2 dir"), r);
+        }
+        v1::apply(self, r)
+    }
+
+    /// Every cgroup.procs file the process must be written into (v1 hierarchies + cgroup2).
+    pub fn procs_files(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.v1
+            .values()
+            .chain(self.v2.iter())
+            .map(|d| d.join("cgroup.procs"))
+    }
+
+    /// Move the calling process into the cgroup (the init does this itself, before it runs
+    /// anything of the user's and before it unshares its cgroup namespace).
+    pub fn join_self(&self) -> Result<()> {
+        for procs in self.procs_files() {
+            fs::write(&procs, "0")?;
+        }
+        Ok(())
+    }
+
+    /// Pids of every process in the container's cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let dir = self
+            .v2
+            .as_deref()
+            .filter(|_| self.unified_host)
+            .or_else(|| self.v1_dir("pids"))
+            .or_else(|| self.v1.values().next().map(|p| p.as_path()));
+        let Some(dir) = dir else { return Vec::new() };
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Freeze or thaw every process of the container; returns once the kernel reports it done.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        if self.unified_host {
+            return v2::set_frozen(
+                self.v2.as_deref().expect("pure v2 host has a v2 dir"),
+                frozen,
+            );
+        }
+        match self.v1_dir("freezer") {
+            Some(dir) => v1::set_frozen(dir, frozen),
+            None => Err(CgroupError::Unsupported(
+                "no freezer cgroup on this host".into(),
+            )),
+        }
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        if self.unified_host {
+            return self.v2.as_deref().is_some_and(v2::is_frozen);
+        }
+        self.v1_dir("freezer").is_some_and(v1::is_frozen)
+    }
+
+    /// Remove every directory gpurun made (innermost first). The processes must be gone; the
+    /// kernel may take a moment to release a cgroup whose last task just died.
+    pub fn remove(&self) {
+        for dir in self.created.iter().rev() {
+            fs::rmdir_retry(dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines() {
+        let v1 = "35 25 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct";
+        let h = parse_mountinfo_line(v1).unwrap();
+        assert_eq!(
+            (h.name.as_str(), h.v2, h.mount_data.as_str()),
+            ("cpu,cpuacct", false, "cpu,cpuacct")
+        );
+        assert_eq!(h.controllers, vec!["cpu", "cpuacct"]);
+        let named = "36 25 0:31 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd";
+        let h = parse_mountinfo_line(named).unwrap();
+        assert_eq!(h.mount_data, "none,xattr,name=systemd");
+        assert_eq!(h.controllers, vec!["name=systemd"]);
+        let unified = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate";
+        let h = parse_mountinfo_line(unified).unwrap();
+        assert!(h.v2 && h.name.is_empty());
+        assert!(parse_mountinfo_line("22 1 0:5 / /proc rw - proc proc rw").is_none());
+        assert!(
+            parse_mountinfo_line("40 25 0:40 / /sys/fs/cgroup/a/b rw - cgroup cgroup rw,pids")
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! cgroup v2: one directory; limits converted from the OCI (v1-shaped) values the way runc
+//! converts them, so the same config means the same thing on either host.
+
+use std::collections::HashMap;
+use std::path::{Component, Path};
+
+use oci_spec::runtime::{LinuxBlockIo, LinuxResources};
+
+use super::fs::{read, write};
+use super::{CgroupError, Result};
+
+/// Enable every available controller on the way from the hierarchy root down to `dir`'s
+/// parent, so `dir` gets the controller files.
+pub fn enable_controllers(mountpoint: &Path, dir: &Path) -> Result<()> {
+    let available = read(&mountpoint.join("cgroup.controllers"))?;
+    let Ok(rel) = dir.strip_prefix(mountpoint) else {
+        return Ok(());
+    };
+    let mut current = mountpoint.to_path_buf();
+    let comps: Vec<_> = rel.components().collect();
+    for comp in &comps {
+        let control = current.join("cgroup.subtree_control");
+        let enabled = read(&control).unwrap_or_default();
+        for c in available
+            .split_whitespace()
+            .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+        {
+            // A controller the kernel refuses here (e.g. a parent with processes of its own:
+            // "no internal processes") shows up as a missing file when a limit needs it.
+            let _ = write(&control, &format!("+{c}"));
+        }
+        current.push(comp);
+    }
+    Ok(())
+}
+
+/// runc's cpu.shares (2…262144) → cpu.weight (1…10000).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        0
+    } else {
+        1 + (shares.saturating_sub(2) * 9999) / 262_142
+    }
+}
+
+/// runc's blkio weight (10…1000) → io.weight (1…10000).
+pub fn blkio_to_io_weight(weight: u16) -> u64 {
+    if weight == 0 {
+        0
+    } else {
+        1 + (u64::from(weight).saturating_sub(10) * 9999) / 990
+    }
+}
+
+/// OCI memory.swap is memory+swap (v1 memsw); cgroup v2 limits swap alone.
+pub fn swap_max(swap: i64, limit: Option<i64>) -> Result<Option<String>> {
+    let limit = limit.unwrap_or(0);
+    if swap == -1 || (limit == -1 && swap == 0) {
+        return Ok(Some("max".into()));
+    }
+    if swap == 0 {
+        return Ok(None);
+    }
+    if limit <= 0 {
+        return Err(CgroupError::Invalid(
+            "memory.swap needs a memory.limit".into(),
+        ));
+    }
+    if swap < limit {
+        return Err(CgroupError::Invalid(format!(
+            "memory.swap ({swap}) must be >= memory.limit ({limit})"
+        )));
+    }
+    Ok(Some((swap - limit).to_string()))
+}
+
+fn max_or(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+pub fn apply(d: &Path, r: &LinuxResources) -> Result<()> {
+    if let Some(m) = r.memory() {
+        if let Some(v) = m.reservation() {
+            write(&d.join("memory.low"), &max_or(v))?;
+        }
+        if let Some(swap) = m.swap() {
+            if let Some(v) = swap_max(swap, m.limit())? {
+                write(&d.join("memory.swap.max"), &v)?;
+            }
+        }
+        if let Some(v) = m.limit() {
+            write(&d.join("memory.max"), &max_or(v))?;
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(w) = c.shares().map(shares_to_weight).filter(|w| *w > 0) {
+            write(&d.join("cpu.weight"), &w.to_string())?;
+        }
+        if c.quota().is_some() || c.period().is_some() {
+            let quota = c
+                .quota()
+                .filter(|q| *q > 0)
+                .map_or("max".to_string(), |q| q.to_string());
+            write(
+                &d.join("cpu.max"),
+                &format!("{quota} {}", c.period().unwrap_or(100_000)),
+            )?;
+        }
+        if let Some(b) = c.burst() {
+            write(&d.join("cpu.max.burst"), &b.to_string())?;
+        }
+        if let Some(i) = c.idle() {
+            write(&d.join("cpu.idle"), &i.to_string())?;
+        }
+        if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            write(&d.join("cpuset.cpus"), cpus)?;
+        }
+        if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            write(&d.join("cpuset.mems"), mems)?;
+        }
+    }
+    if let Some(p) = r.pids() {
+        write(
+            &d.join("pids.max"),
+            &if p.limit() <= 0 {
+                "max".into()
+            } else {
+                p.limit().to_string()
+            },
+        )?;
+    }
+    if let Some(b) = r.block_io() {
+        apply_io(d, b)?;
+    }
+    for h in r.hugepage_limits().iter().flatten() {
+        write(
+            &d.join(format!("hugetlb.{}.max", h.page_size())),
+            &h.limit().to_string(),
+        )?;
+    }
+    if let Some(map) = r.unified().as_ref().filter(|m| !m.is_empty()) {
+        apply_unified(d, map)?;
+    }
+    Ok(())
+}
+
+fn apply_io(d: &Path, b: &LinuxBlockIo) -> Result<()> {
+    if let Some(w) = b.weight().map(blkio_to_io_weight).filter(|w| *w > 0) {
+        write(&d.join("io.weight"), &format!("default {w}"))?;
+    }
+    for wd in b.weight_device().iter().flatten() {
+        if let Some(w) = wd.weight().map(blkio_to_io_weight).filter(|w| *w > 0) {
+            write(
+                &d.join("io.weight"),
+                &format!("{}:{} {w}", wd.major(), wd.minor()),
+            )?;
+        }
+    }
+    let throttles = [
+        ("rbps", b.throttle_read_bps_device()),
+        ("wbps", b.throttle_write_bps_device()),
+        ("riops", b.throttle_read_iops_device()),
+        ("wiops", b.throttle_write_iops_device()),
+    ];
+    for (key, list) in throttles {
+        for t in list.iter().flatten() {
+            write(
+                &d.join("io.max"),
+                &format!("{}:{} {key}={}", t.major(), t.minor(), t.rate()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The `unified` map: arbitrary `file: value` pairs, each a plain file of this cgroup.
+pub fn apply_unified(d: &Path, map: &HashMap<String, String>) -> Result<()> {
+    let mut keys: Vec<_> = map.keys().collect();
+    keys.sort();
+    for key in keys {
+        let mut comps = Path::new(key).components();
+        let plain = matches!(
+            (comps.next(), comps.next()),
+            (Some(Component::Normal(_)), None)
+        );
+        if !plain
+            || key.starts_with('.')
+            || key.starts_with("cgroup.procs")
+            || key.starts_with("cgroup.threads")
+        {
+            return Err(CgroupError::Invalid(format!(
+                "unified key {key:?} must name a file of the container's cgroup"
+            )));
+        }
+        write(&d.join(key), &map[key])?;
+    }
+    Ok(())
+}
+
+pub fn set_frozen(d: &Path, frozen: bool) -> Result<()> {
+    write(&d.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+    // The freeze completes asynchronously; cgroup.events reports "frozen 1" when it has.
+    let want = if frozen { "frozen 1" } else { "frozen 0" };
+    for _ in 0..1000 {
+        if read(&d.join("cgroup.events"))?.lines().any(|l| l == want) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(CgroupError::Invalid(format!(
+        "{} did not report {want}",
+        d.display()
+    )))
+}
+
+pub fn is_frozen(d: &Path) -> bool {
+    read(&d.join("cgroup.freeze")).is_ok_and(|s| s == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions() {
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(blkio_to_io_weight(10), 1);
+        assert_eq!(blkio_to_io_weight(1000), 10_000);
+        assert_eq!(swap_max(-1, Some(100)).unwrap().as_deref(), Some("max"));
+        assert_eq!(swap_max(300, Some(100)).unwrap().as_deref(), Some("200"));
+        assert_eq!(swap_max(0, Some(100)).unwrap(), None);
+        assert!(swap_max(50, Some(100)).is_err());
+        assert!(swap_max(50, None).is_err());
+    }
+
+    #[test]
+    fn writes_into_a_fake_cgroupfs() {
+        let t = tempfile::tempdir().unwrap();
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 67108864, "swap": 134217728},
+            "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0"},
+            "pids": {"limit": 20},
+            "unified": {"memory.high": "50000000"}
+        }))
+        .unwrap();
+        apply(t.path(), &r).unwrap();
+        let get = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap();
+        assert_eq!(get("memory.max"), "67108864");
+        assert_eq!(get("memory.swap.max"), "67108864");
+        assert_eq!(get("cpu.weight"), "39");
+        assert_eq!(get("cpu.max"), "50000 100000");
+        assert_eq!(get("cpuset.cpus"), "0");
+        assert_eq!(get("pids.max"), "20");
+        assert_eq!(get("memory.high"), "50000000");
+        let escape: HashMap<String, String> = [("../x".to_string(), "1".to_string())].into();
+        assert!(apply_unified(t.path(), &escape).is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! Verbs that work on a container's cgroup: update, pause, resume, ps, events.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use oci_spec::runtime::LinuxResources;
+use serde_json::json;
+
+use crate::cgroups::stats;
+use crate::cli::{PsArgs, UpdateArgs};
+use crate::container;
+use crate::error::{Error, Result};
+use crate::state::Status;
+
+/// `update`: new limits from `--resources FILE|-` (LinuxResources JSON, what containerd's
+/// shim sends) or from runc's individual flags.
+pub fn update(root: &Path, args: &UpdateArgs) -> Result<i32> {
+    let (_dir, state, status) = container::load(root, &args.id)?;
+    if status == Status::Stopped {
+        return Err(Error::NotRunning);
+    }
+    let resources = match &args.resources {
+        Some(src) => read_resources(src)?,
+        None => resources_from_flags(args)?,
+    };
+    if resources.devices().as_ref().is_some_and(|d| !d.is_empty()) && state.cgroup.unified_host {
+        return Err(Error::Unsupported(
+            "update: changing device rules on cgroup v2 is not supported".into(),
+        ));
+    }
+    state.cgroup.apply(&resources)?;
+    if let Some(rules) = resources.devices().as_deref().filter(|d| !d.is_empty()) {
+        crate::cgroups::devices::apply(&state.cgroup, rules, &[])?;
+    }
+    Ok(0)
+}
+
+fn read_resources(src: &Path) -> Result<LinuxResources> {
+    let mut text = String::new();
+    if src == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io("read", "stdin", e))?;
+    } else {
+        text = std::fs::read_to_string(src).map_err(|e| Error::io("read", src, e))?;
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Unsupported(format!("update: invalid resources JSON: {e}")))
+}
+
+fn resources_from_flags(a: &UpdateArgs) -> Result<LinuxResources> {
+    let bytes = |v: &Option<String>, flag: &str| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|s| {
+                parse_bytes(s).ok_or_else(|| {
+                    Error::Unsupported(format!("update: invalid value {s:?} for --{flag}"))
+                })
+            })
+            .transpose()
+    };
+    let mut r = json!({});
+    let memory = json!({
+        "limit": bytes(&a.memory, "memory")?,
+        "reservation": bytes(&a.memory_reservation, "memory-reservation")?,
+        "swap": bytes(&a.memory_swap, "memory-swap")?,
+    });
+    r["memory"] = memory;
+    r["cpu"] = json!({
+        "shares": a.cpu_shares, "quota": a.cpu_quota, "period": a.cpu_period,
+        "realtimePeriod": a.cpu_rt_period, "realtimeRuntime": a.cpu_rt_runtime,
+        "cpus": a.cpuset_cpus, "mems": a.cpuset_mems,
+    });
+    if let Some(limit) = a.pids_limit {
+        r["pids"] = json!({ "limit": limit });
+    }
+    if let Some(w) = a.blkio_weight {
+        r["blockIO"] = json!({ "weight": w });
+    }
+    strip_nulls(&mut r);
+    serde_json::from_value(r).map_err(|e| Error::Unsupported(format!("update: {e}")))
+}
+
+fn strip_nulls(v: &mut serde_json::Value) {
+    if let Some(map) = v.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+        map.values_mut().for_each(strip_nulls);
+        map.retain(|_, v| !v.as_object().is_some_and(|m| m.is_empty()));
+    }
+}
+
+/// `128M`, `1g`, `512k`, `1048576`, `-1` → bytes (binary multiples, as runc/docker read them).
+pub fn parse_bytes(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s == "-1" {
+        return Some(-1);
+    }
+    let lower = s.to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(digits_end);
+    let mult: i64 = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return None,
+    };
+    let n: f64 = num.parse().ok()?;
+    Some((n * mult as f64) as i64)
+}
+
+pub fn pause(root: &Path, id: &str) -> Result<i32> {
+    container::pause(root, id).map(|()| 0)
+}
+
+pub fn resume(root: &Path, id: &str) -> Result<i32> {
+    container::resume(root, id).map(|()| 0)
+}
+
+/// `ps`: the container's processes — a JSON array of host pids, or `ps`'s own table (run with
+/// the given options, `-ef` by default) filtered to them, as runc does.
+pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
+    let (_dir, state, _status) = container::load(root, &args.id)?;
+    let pids = state.cgroup.pids();
+    if args.format == crate::cli::ListFormat::Json {
+        println!("{}", serde_json::to_string(&pids).expect("pids serialise"));
+        return Ok(0);
+    }
+    let ps_args: Vec<&str> = if args.ps_args.is_empty() {
+        vec!["-ef"]
+    } else {
+        args.ps_args.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&ps_args)
+        .output()
+        .map_err(|e| Error::io("run", "ps", e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| Error::Unsupported("ps: no PID column in ps output".into()))?;
+    println!("{header}");
+    for line in lines {
+        if line
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
+            println!("{line}");
+        }
+    }
+    Ok(0)
+}
+
+/// `events`: with `--stats` one stats document; otherwise a stats document every interval and
+/// an `oom` event whenever the kernel's OOM killer strikes, until the container stops.
+pub fn events(root: &Path, id: &str, stats_once: bool, interval: Duration) -> Result<i32> {
+    let (dir, state, _) = container::load(root, id)?;
+    let emit = |kind: &str, data: serde_json::Value| {
+        println!("{}", json!({"type": kind, "id": id, "data": data}));
+    };
+    if stats_once {
+        emit("stats", stats::stats(&state.cgroup));
+        return Ok(0);
+    }
+    drop(dir); // do not hold the container's lock while streaming
+    let mut ooms = stats::oom_kills(&state.cgroup);
+    loop {
+        let now = stats::oom_kills(&state.cgroup);
+        if now > ooms {
+            emit("oom", json!({}));
+            ooms = now;
+        }
+        emit("stats", stats::stats(&state.cgroup));
+        if !crate::process::pidinfo::is_alive(state.pid, state.pid_start_time) {
+            return Ok(0);
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// `5s`, `100ms`, `1m`, plain seconds.
+pub fn parse_interval(s: &str) -> Option<Duration> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_and_intervals() {
+        assert_eq!(parse_bytes("128M"), Some(128 << 20));
+        assert_eq!(parse_bytes("1g"), Some(1 << 30));
+        assert_eq!(parse_bytes("512KiB"), Some(512 << 10));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("-1"), Some(-1));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_interval("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_interval("100ms"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_interval("x"), None);
+    }
+}

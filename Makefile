@@ -3,7 +3,7 @@ CARGO  ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 GPURUN := target/release/gpurun
 APT_PACKAGES := busybox-static
 
-.PHONY: all build deps bundle demo test unit integration lint bench clean
+.PHONY: all build deps bundle demo test unit integration vmtest lint bench clean
 
 all: build
 
@@ -31,7 +31,11 @@ unit:
 integration: deps build bundle
 	$(CARGO) test --release -p gpurun-integration
 
-test: deps build lint unit integration
+# The same integration suite on a pure cgroup v2 kernel (User-Mode Linux, integration/vm/).
+vmtest: deps build bundle
+	integration/vm/run-suite.sh
+
+test: deps build lint unit integration vmtest
 
 lint:
 	$(CARGO) fmt --all -- --check

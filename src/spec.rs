@@ -67,7 +67,9 @@ impl Bundle {
                 source: e,
             },
         })?;
-        let spec: Spec = serde_json::from_slice(&bytes).map_err(|e| SpecError::Parse {
+        // serde_path_to_error names the offending field (`linux.resources.pids.limit: …`).
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| SpecError::Parse {
             path: path.clone(),
             msg: e.to_string(),
         })?;

@@ -138,6 +138,24 @@ impl Env {
         )
     }
 
+    /// Like [`Env::gpurun`] with `input` on stdin (`update --resources -`).
+    pub fn gpurun_stdin(&self, args: &[&str], input: &str) -> Out {
+        let k = self.calls.get();
+        self.calls.set(k + 1);
+        let out = self.dir.join("out");
+        let inp = out.join(format!("{k}.stdin"));
+        std::fs::write(&inp, input).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--root").arg(&self.state).args(args);
+        cmd.current_dir(&self.dir);
+        Out::exec_stdin(
+            cmd,
+            std::fs::File::open(&inp).unwrap().into(),
+            out.join(format!("{k}.stdout")),
+            out.join(format!("{k}.stderr")),
+        )
+    }
+
     fn bundle_str(&self) -> &str {
         self.bundle.to_str().unwrap()
     }

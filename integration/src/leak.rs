@@ -84,8 +84,12 @@ pub fn marked_pids(marker: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Parent dirs named `gpurun-it...` in cgroupsPath values of tests are searched too.
+pub const CGROUP_PREFIX: &str = "gpurun-it";
+
 /// Cgroup dirs named after one of `ids`, at each hierarchy's root or under
-/// this process's own cgroup in it (the places runc and gpurun create them).
+/// this process's own cgroup in it (the places runc and gpurun create them),
+/// directly or one level down in a dir named `gpurun-it*`.
 pub fn cgroup_dirs(ids: &[String]) -> Vec<PathBuf> {
     let own: Vec<String> = std::fs::read_to_string("/proc/self/cgroup")
         .unwrap_or_default()
@@ -104,10 +108,22 @@ pub fn cgroup_dirs(ids: &[String]) -> Vec<PathBuf> {
     }
     for root in &roots {
         for base in std::iter::once("").chain(own.iter().map(String::as_str)) {
-            for id in ids {
-                let p = root.join(base).join(id);
-                if p.is_dir() && !found.contains(&p) {
-                    found.push(p);
+            // Tests' cgroupsPath values: `<id>`, `gpurun-it*/<id>` (relative
+            // to the own cgroup, or absolute: under the root).
+            let mut parents = vec![root.join(base)];
+            if let Ok(rd) = std::fs::read_dir(root.join(base)) {
+                parents.extend(
+                    rd.filter_map(|e| e.ok())
+                        .filter(|e| e.file_name().to_string_lossy().starts_with(CGROUP_PREFIX))
+                        .map(|e| e.path()),
+                );
+            }
+            for parent in &parents {
+                for id in ids {
+                    let p = parent.join(id);
+                    if p.is_dir() && !found.contains(&p) {
+                        found.push(p);
+                    }
                 }
             }
         }

@@ -5,12 +5,14 @@
 //! busybox bundle, and ends with [`Env::assert_clean`], which proves the runtime
 //! left no container state, mounts, processes or cgroups behind.
 
+mod cgroup;
 mod env;
 mod leak;
 mod util;
 
+pub use cgroup::{cgroup2_host, has_controller, proc_cgroup_dir, proc_cgroup_dirs};
 pub use env::Env;
-pub use leak::{cgroup_dirs, marked_pids, Leaks};
+pub use leak::{cgroup_dirs, marked_pids, Leaks, CGROUP_PREFIX};
 pub use serde_json::{json, Value};
 pub use util::{
     bin, cap_mask, find_mount, gpurun_only, is_gpurun, parse_mountinfo, poll, read_status_field,

@@ -72,9 +72,19 @@ pub struct Out {
 }
 
 impl Out {
-    pub(crate) fn exec(mut cmd: Command, out_path: PathBuf, err_path: PathBuf) -> Out {
+    pub(crate) fn exec(cmd: Command, out_path: PathBuf, err_path: PathBuf) -> Out {
+        Out::exec_stdin(cmd, Stdio::null(), out_path, err_path)
+    }
+
+    /// Like `exec` with `stdin` as the command's standard input.
+    pub(crate) fn exec_stdin(
+        mut cmd: Command,
+        stdin: Stdio,
+        out_path: PathBuf,
+        err_path: PathBuf,
+    ) -> Out {
         let cmdline = format!("{:?}", cmd);
-        cmd.stdin(Stdio::null())
+        cmd.stdin(stdin)
             .stdout(File::create(&out_path).expect("stdout file"))
             .stderr(File::create(&err_path).expect("stderr file"));
         let mut child = cmd

@@ -274,17 +274,6 @@ fn unknown_capability() {
 }
 
 #[test]
-fn memory_limit_not_supported() {
-    if !require_root() || !gpurun_only() {
-        return;
-    }
-    let env = Env::new("memory_limit_not_supported");
-    env.config(|s| s["linux"]["resources"]["memory"] = json!({"limit": 104857600}));
-    create_fails(&env, "not supported");
-    env.assert_clean();
-}
-
-#[test]
 fn mount_destination_dotdot_escape() {
     if !require_root() {
         return;

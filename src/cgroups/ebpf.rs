@@ -112,6 +112,11 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
             }
         }
         prog.extend(block);
+        // A rule without conditions (`a *:* rwm`) matches everything: the verifier rejects
+        // the unreachable code any further rule would be.
+        if len == 2 {
+            return prog;
+        }
     }
     // No rule matched: a new v1 cgroup allows everything its parent does; so do we.
     prog.extend([mov64(0, 1), exit()]);
@@ -231,5 +236,8 @@ mod tests {
             "everything else denied"
         );
         assert_eq!(eval(&prog, DEV_CHAR, r | w, 136, 4), 1, "ptys allowed");
+        // The deny-all rule is the last block: nothing unreachable follows it.
+        assert_eq!(prog[prog.len() - 1], exit());
+        assert_eq!(prog[prog.len() - 2], mov64(0, 0));
     }
 }

@@ -189,6 +189,7 @@ impl Cgroup {
     /// Write `resources` (limits only; device rules are applied at create). Used by create and
     /// `update`.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+        validate(r)?;
         if self.unified_host {
             return v2::apply(self.v2.as_deref().expect("pure v2 host has a v2 dir"), r);
         }
@@ -258,6 +259,25 @@ impl Cgroup {
             fs::rmdir_retry(dir);
         }
     }
+}
+
+/// Values no kernel interface may see: negative byte counts other than -1 ("no limit"). cgroup v2
+/// would silently read "-5" as a huge number.
+fn validate(r: &LinuxResources) -> Result<()> {
+    if let Some(m) = r.memory() {
+        for (name, v) in [
+            ("limit", m.limit()),
+            ("reservation", m.reservation()),
+            ("swap", m.swap()),
+        ] {
+            if let Some(v) = v.filter(|v| *v < -1) {
+                return Err(CgroupError::Invalid(format!(
+                    "linux.resources.memory.{name} {v}: must be -1 (no limit) or ≥ 0"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

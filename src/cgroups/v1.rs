@@ -17,13 +17,10 @@ fn dir<'a>(cg: &'a Cgroup, controller: &str) -> Result<&'a Path> {
     cg.v1_dir(controller).ok_or_else(|| missing(controller))
 }
 
-/// A limit where -1 (or, for pids, ≤ 0) means "no limit".
+/// v1 takes -1 for "no limit"; any other negative value is passed on for the kernel to
+/// refuse (with an error naming the file), as runc does.
 pub fn limit_value(v: i64) -> String {
-    if v < 0 {
-        "-1".into()
-    } else {
-        v.to_string()
-    }
+    v.to_string()
 }
 
 pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {

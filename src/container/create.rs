@@ -101,7 +101,8 @@ fn create_in(
         cgroup,
     };
     let init = parent::spawn(&plan)?;
-    init.wait_ready(|_pid| Ok(()))?;
+    init.wait_ready(|_pid| Ok(()))
+        .map_err(|e| explain_init_death(e, bundle, cgroup))?;
     // From here on the init is parked on the fifo; failures must still kill it.
     let finish = || -> Result<State> {
         let pid = init.pid.as_raw();
@@ -132,6 +133,28 @@ fn create_in(
             init.kill_and_reap();
             Err(e)
         }
+    }
+}
+
+/// An init that died without a word during setup was most likely OOM-killed by a memory
+/// limit too low to even start: say so, naming the limit.
+fn explain_init_death(e: Error, bundle: &Bundle, cgroup: &Cgroup) -> Error {
+    let limit = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit());
+    match (&e, limit) {
+        (Error::Init(msg), Some(limit))
+            if msg.contains("unexpectedly") && crate::cgroups::stats::oom_kills(cgroup) > 0 =>
+        {
+            Error::Init(format!(
+                "init was OOM-killed during setup: linux.resources.memory.limit {limit} is too low"
+            ))
+        }
+        _ => e,
     }
 }
 

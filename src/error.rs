@@ -42,6 +42,9 @@ pub enum Error {
     Resolve(#[from] ResolveError),
     #[error("{0}")]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    /// A hook failed: "error running <phase> hook #<i>: …" (runc's wording).
+    #[error("{0}")]
+    Hook(String),
     #[error("container {0} is not paused")]
     NotPaused(String),
     #[error("container {0} is not running")]

@@ -63,6 +63,9 @@ pub struct State {
     /// The container's cgroup directories (removed by `delete`).
     #[serde(default)]
     pub cgroup: Cgroup,
+    /// The spec's hooks, kept for poststart (`start`) and poststop (`delete`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The OCI state as printed by `state` and `list --format json` (runc's field set).
@@ -82,6 +85,11 @@ pub struct OciState<'a> {
 }
 
 impl State {
+    /// The OCI state as JSON, what hooks get on stdin.
+    pub fn oci_json(&self, status: Status) -> Vec<u8> {
+        serde_json::to_vec(&self.oci(status)).expect("state serialises")
+    }
+
     pub fn oci(&self, status: Status) -> OciState<'_> {
         OciState {
             oci_version: &self.oci_version,
@@ -306,6 +314,7 @@ mod tests {
             annotations: HashMap::new(),
             own_pid_ns: true,
             cgroup: Cgroup::default(),
+            hooks: None,
         }
     }
 

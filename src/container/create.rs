@@ -12,10 +12,11 @@ use nix::unistd::mkfifo;
 
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
+use crate::hooks::{self, Phase};
 use crate::namespaces::Namespaces;
 use crate::process::{parent, pidinfo, CreatePlan};
 use crate::spec::Bundle;
-use crate::state::{self, ContainerDir, State};
+use crate::state::{self, ContainerDir, State, Status};
 
 #[derive(Debug, Default, Clone)]
 pub struct CreateOptions {
@@ -49,11 +50,6 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             "process.terminal is not supported yet: set \"terminal\": false (console sockets land with exec support)".into(),
         ));
     }
-    if bundle.spec.hooks().is_some() {
-        return Err(Error::Unsupported(
-            "OCI hooks are not supported yet; remove \"hooks\" from config.json".into(),
-        ));
-    }
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
 
     let dir = ContainerDir::create(root, id)?;
@@ -85,9 +81,28 @@ fn create_in(
     cgroup: &Cgroup,
     opts: &CreateOptions,
 ) -> Result<(State, parent::Init)> {
-    let own_pid_ns = namespaces
-        .new
-        .contains(nix::sched::CloneFlags::CLONE_NEWPID);
+    let hooks = bundle.spec.hooks().as_ref();
+    let creating_hooks = [
+        Phase::Prestart,
+        Phase::CreateRuntime,
+        Phase::CreateContainer,
+        Phase::StartContainer,
+    ];
+    let mut state = State {
+        oci_version: bundle.spec.version().clone(),
+        id: dir.id.clone(),
+        pid: 0,
+        pid_start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::rfc3339_now(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        own_pid_ns: namespaces
+            .new
+            .contains(nix::sched::CloneFlags::CLONE_NEWPID),
+        cgroup: cgroup.clone(),
+        hooks: hooks.cloned(),
+    };
     let plan = CreatePlan {
         bundle,
         namespaces,
@@ -97,38 +112,36 @@ fn create_in(
         no_new_keyring: opts.no_new_keyring,
         id: &dir.id,
         preserve_fds: opts.preserve_fds,
-        pre_pivot_hooks: false,
+        pre_pivot_hooks: creating_hooks.iter().any(|p| !p.of(hooks).is_empty()),
         cgroup,
     };
     let init = parent::spawn(&plan)?;
-    init.wait_ready(|_pid| Ok(()))
+    // prestart + createRuntime run here, in the runtime's namespaces, while the init waits
+    // before pivot_root; the state JSON goes back for the hooks the init runs itself.
+    let run_hooks = |pid: nix::unistd::Pid| {
+        let mut creating = state.clone();
+        creating.pid = pid.as_raw();
+        let json = creating.oci_json(Status::Creating);
+        for phase in [Phase::Prestart, Phase::CreateRuntime] {
+            hooks::run_spec_hooks(phase, hooks, &json)?;
+        }
+        Ok(String::from_utf8(json).expect("JSON is UTF-8"))
+    };
+    init.wait_ready(run_hooks)
         .map_err(|e| explain_init_death(e, bundle, cgroup))?;
     // From here on the init is parked on the fifo; failures must still kill it.
-    let finish = || -> Result<State> {
-        let pid = init.pid.as_raw();
-        let pid_start_time = pidinfo::start_time(pid)
+    let mut finish = || -> Result<()> {
+        state.pid = init.pid.as_raw();
+        state.pid_start_time = pidinfo::start_time(state.pid)
             .ok_or_else(|| Error::Init("init exited unexpectedly".into()))?;
-        let state = State {
-            oci_version: bundle.spec.version().clone(),
-            id: dir.id.clone(),
-            pid,
-            pid_start_time,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            created: crate::logging::rfc3339_now(),
-            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-            own_pid_ns,
-            cgroup: cgroup.clone(),
-        };
         dir.save(&state)?;
         if let Some(pid_file) = &opts.pid_file {
-            state::write_pid_file(pid_file, pid)?;
+            state::write_pid_file(pid_file, state.pid)?;
         }
-        init.detach()?;
-        Ok(state)
+        init.detach()
     };
     match finish() {
-        Ok(state) => Ok((state, init)),
+        Ok(()) => Ok((state, init)),
         Err(e) => {
             init.kill_and_reap();
             Err(e)

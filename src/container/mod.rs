@@ -10,6 +10,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
+use crate::hooks::{self, Phase};
 use crate::process::{parent, pidinfo};
 use crate::state::{ContainerDir, State, Status};
 use crate::sys;
@@ -47,7 +48,20 @@ pub fn start_dir(dir: &ContainerDir) -> Result<()> {
         Err(e) => return Err(Error::sys_path("open", &path)(e)),
     };
     nix::unistd::write(&fifo, &[0]).map_err(Error::sys_path("write", &path))?;
-    std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))
+    std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+    // poststart failures are warnings: the container is running either way.
+    warn_on_hook_error(hooks::run_spec_hooks(
+        Phase::Poststart,
+        state.hooks.as_ref(),
+        &state.oci_json(Status::Running),
+    ));
+    Ok(())
+}
+
+fn warn_on_hook_error(result: Result<()>) {
+    if let Err(e) = result {
+        eprintln!("gpurun: warning: {e}");
+    }
 }
 
 /// A pidfd for the container's init, or `None` if it is gone. Opening the pidfd first and
@@ -118,6 +132,12 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     signal_all(&state, libc::SIGKILL);
     wait_for_exit(id, &state)?;
     state.cgroup.remove();
+    // poststop failures are warnings: the container is gone either way.
+    warn_on_hook_error(hooks::run_spec_hooks(
+        Phase::Poststop,
+        state.hooks.as_ref(),
+        &state.oci_json(Status::Stopped),
+    ));
     dir.remove()
 }
 

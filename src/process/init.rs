@@ -18,6 +18,7 @@ use oci_spec::runtime::Process;
 use super::sync::{Channel, Msg};
 use super::CreatePlan;
 use crate::error::{Error, Result};
+use crate::hooks::{run_spec_hooks, Phase};
 use crate::{capabilities, rootfs, sys};
 
 /// Entry point in the child. Never returns.
@@ -26,7 +27,11 @@ pub fn run(plan: &CreatePlan, chan: Channel, in_cgroup: bool) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = chan.send(&Msg::Error(err.to_string()));
+    // After `Detached` nobody listens on the channel any more (a startContainer hook or the
+    // exec itself failed): the container's stderr is the only place left to say why.
+    if chan.send(&Msg::Error(err.to_string())).is_err() {
+        eprintln!("gpurun: {err}");
+    }
     sys::exit_now(1)
 }
 
@@ -60,10 +65,23 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     }
     set_hostname(plan)?;
     rootfs::prepare(plan.bundle)?;
-    if plan.pre_pivot_hooks {
+    let hooks = plan.bundle.spec.hooks().as_ref();
+    let state = if plan.pre_pivot_hooks {
         chan.send(&Msg::Hooks)?;
-        chan.expect(Msg::HooksDone)?;
-    }
+        let state = match chan.recv()? {
+            Some(Msg::HooksDone(state)) => state,
+            other => {
+                return Err(Error::Init(format!(
+                    "unexpected sync message {other:?}, wanted HooksDone"
+                )))
+            }
+        };
+        // In the container's mount namespace, before pivot_root (host paths still visible).
+        run_spec_hooks(Phase::CreateContainer, hooks, state.as_bytes())?;
+        state
+    } else {
+        String::new()
+    };
     if plan.no_pivot {
         rootfs::pivot::move_root(&plan.bundle.rootfs)?;
     } else {
@@ -91,6 +109,13 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     prctl::set_pdeathsig(None).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
     chan.send(&Msg::Detached)?;
     wait_for_start(&plan.exec_fifo)?;
+    if !Phase::StartContainer.of(hooks).is_empty() {
+        run_spec_hooks(
+            Phase::StartContainer,
+            hooks,
+            &with_status(&state, "running"),
+        )?;
+    }
 
     // Nothing of the runtime may leak into the container (CVE-2024-21626): everything beyond
     // stdio and the preserved fds is closed by execve.
@@ -252,6 +277,13 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
             Err(e) => return Err(Error::sys("read exec fifo")(e)),
         }
     }
+}
+
+/// The state JSON the parent sent, with `status` updated.
+fn with_status(state: &str, status: &str) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
+    v["status"] = status.into();
+    serde_json::to_vec(&v).unwrap_or_default()
 }
 
 fn cstring(s: &str) -> Result<CString> {

@@ -61,13 +61,13 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
 impl Init {
     /// Drive the protocol until the init reports `Ready` (steps 1–3 of sync.rs); `run_hooks` is
     /// called when it asks for the pre-pivot hooks. On any error the init is killed and reaped.
-    pub fn wait_ready(&self, mut run_hooks: impl FnMut(Pid) -> Result<()>) -> Result<()> {
+    pub fn wait_ready(&self, mut run_hooks: impl FnMut(Pid) -> Result<String>) -> Result<()> {
         let result = (|| loop {
             match self.chan.recv()? {
                 Some(Msg::Ready) => return Ok(()),
                 Some(Msg::Hooks) => {
-                    run_hooks(self.pid)?;
-                    self.chan.send(&Msg::HooksDone)?;
+                    let state = run_hooks(self.pid)?;
+                    self.chan.send(&Msg::HooksDone(state))?;
                 }
                 Some(Msg::Error(msg)) => return Err(Error::Init(msg)),
                 Some(other) => {

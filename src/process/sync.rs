@@ -5,8 +5,8 @@
 //!
 //! | step | direction     | message      | sent when                                         | the receiver then                                  |
 //! |------|---------------|--------------|---------------------------------------------------|----------------------------------------------------|
-//! | 1    | init → parent | `Hooks`      | namespaces, mounts and /dev are ready, before pivot_root; only if the spec has prestart/createRuntime hooks | runs those hooks with the init's pid, replies `HooksDone` |
-//! | 2    | parent → init | `HooksDone`  | the hooks succeeded                               | continues: pivot_root, paths, user, capabilities  |
+//! | 1    | init → parent | `Hooks`      | namespaces, mounts and /dev are ready, before pivot_root; only if the spec has hooks of the create phases | runs prestart + createRuntime hooks with the init's pid, replies `HooksDone` |
+//! | 2    | parent → init | `HooksDone(state)` | the hooks succeeded; carries the state JSON | runs createContainer hooks, continues: pivot_root, paths, user, capabilities (startContainer hooks later, before exec) |
 //! | 3    | init → parent | `Ready`      | all set up; args[0] resolved. The init still dies with the parent (PR_SET_PDEATHSIG) | writes state.json (status `created`) and the pid file |
 //! | 4    | parent → init | `Persisted`  | the state is on disk                              | clears PR_SET_PDEATHSIG: from now on it outlives `create` |
 //! | 5    | init → parent | `Detached`   | the death signal is cleared                       | exits (`create`) or starts it (`run`)             |
@@ -29,7 +29,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub enum Msg {
     Hooks,
-    HooksDone,
+    /// Carries the container's state JSON for the hooks the init runs itself.
+    HooksDone(String),
     Ready,
     Persisted,
     Detached,

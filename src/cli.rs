@@ -77,6 +77,8 @@ pub enum Command {
         #[arg(long)]
         rootless: bool,
     },
+    /// Run another process in a running container
+    Exec(Box<ExecArgs>),
     /// Change a container's resource limits
     Update(Box<UpdateArgs>),
     /// Freeze every process of a running container
@@ -186,4 +188,45 @@ pub struct UpdateArgs {
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
     pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// process.json to run (as containerd writes it) instead of COMMAND
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Return once the process has started
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Allocate a terminal (not supported yet)
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// KEY=VALUE added to the environment
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// UID[:GID]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Capability added to every set
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: i32,
+    #[arg(long = "process-label", hide = true)]
+    pub process_label: Option<String>,
+    #[arg(long, hide = true)]
+    pub apparmor: Option<String>,
+    pub id: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

@@ -10,6 +10,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
+use crate::sys::Forked;
 
 pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
     match t {
@@ -86,10 +87,14 @@ impl Namespaces {
     }
 }
 
-/// Run `f` (the clone) with our children's pid namespace set to `pid`, then switch back, so
-/// only the container's init lands in the joined namespace.
-pub fn with_pid_ns<T>(pid: Option<&Join>, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let Some(join) = pid else { return f() };
+/// Run `clone` with our children's pid namespace set to `pid`, then (in the parent only: the
+/// child now lives in that namespace and could not go back) switch it back, so only the
+/// cloned process lands in the joined namespace.
+pub fn clone_in_pid_ns(
+    pid: Option<&Join>,
+    clone: impl FnOnce() -> Result<Forked>,
+) -> Result<Forked> {
+    let Some(join) = pid else { return clone() };
     let own = open(
         "/proc/self/ns/pid",
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -98,8 +103,10 @@ pub fn with_pid_ns<T>(pid: Option<&Join>, f: impl FnOnce() -> Result<T>) -> Resu
     .map_err(Error::sys_path("open", "/proc/self/ns/pid"))?;
     setns(join.fd.as_fd(), CloneFlags::CLONE_NEWPID)
         .map_err(Error::sys_path("setns", &join.path))?;
-    let result = f();
-    setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
-        .map_err(Error::sys("setns back to own pid namespace"))?;
-    result
+    let forked = clone();
+    if !matches!(forked, Ok(Forked::Child { .. })) {
+        setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
+            .map_err(Error::sys("setns back to own pid namespace"))?;
+    }
+    forked
 }

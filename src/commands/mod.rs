@@ -41,6 +41,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::List { format, quiet } => list(root, *format, *quiet),
         Command::Spec { bundle, rootless } => info::write_spec(bundle, *rootless),
         Command::Features => info::print_features(),
+        Command::Exec(args) => run::exec(root, args),
         Command::Update(args) => cgroup_cmds::update(root, args),
         Command::Pause { id } => cgroup_cmds::pause(root, id),
         Command::Resume { id } => cgroup_cmds::resume(root, id),

@@ -88,3 +88,41 @@ fn wait_forwarding(init: &crate::process::parent::Init, forwarded: &SigSet) -> R
         }
     }
 }
+
+/// `exec`: start a process in the container; unless --detach, wait for it (forwarding signals)
+/// and return its exit status.
+pub fn exec(root: &Path, args: &crate::cli::ExecArgs) -> Result<i32> {
+    let opts = container::exec::ExecOptions {
+        process_file: args.process.clone(),
+        args: args.command.clone(),
+        cwd: args.cwd.clone(),
+        env: args.env.clone(),
+        user: args.user.clone(),
+        additional_gids: args.additional_gids.clone(),
+        caps: args.cap.clone(),
+        no_new_privs: args.no_new_privs,
+        tty: args.tty,
+        pid_file: args.pid_file.clone(),
+        preserve_fds: args.preserve_fds,
+    };
+    let mut forwarded = SigSet::empty();
+    FORWARDED.iter().for_each(|s| forwarded.add(*s));
+    let previous = if args.detach {
+        None
+    } else {
+        Some(
+            forwarded
+                .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+                .map_err(Error::sys("sigprocmask"))?,
+        )
+    };
+    let proc = container::exec::exec(root, &args.id, &opts)?;
+    if args.detach {
+        return Ok(0);
+    }
+    let status = wait_forwarding(&proc, &forwarded);
+    if let Some(previous) = previous {
+        let _ = previous.thread_set_mask();
+    }
+    status
+}

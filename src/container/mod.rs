@@ -1,6 +1,7 @@
 //! Container lifecycle verbs on the parent side: create, start, kill, delete.
 
 pub mod create;
+pub mod exec;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;

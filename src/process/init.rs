@@ -156,7 +156,7 @@ fn set_hostname(plan: &CreatePlan) -> Result<()> {
     Ok(())
 }
 
-fn set_rlimits(process: &Process) -> Result<()> {
+pub(super) fn set_rlimits(process: &Process) -> Result<()> {
     for r in process.rlimits().iter().flatten() {
         let resource = rlimit_number(&r.typ().to_string())
             .ok_or_else(|| Error::Unsupported(format!("unknown rlimit {}", r.typ())))?;
@@ -205,12 +205,12 @@ fn set_oom_score_adj(process: &Process) -> Result<()> {
 }
 
 /// `process.env`, with a default PATH when the spec has none (as runc does for the lookup).
-fn environment(process: &Process) -> Vec<String> {
+pub(super) fn environment(process: &Process) -> Vec<String> {
     process.env().clone().unwrap_or_default()
 }
 
 /// Find args[0] the way execvp would, using the container's PATH, after pivot_root.
-fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
+pub(super) fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
     let not_found = || {
         Error::Unsupported(format!(
             "exec: {arg0:?}: executable file not found in $PATH"
@@ -242,7 +242,7 @@ fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
 
 /// setgroups → setresgid → setresuid, keeping permitted capabilities across the uid change,
 /// then the capability sets. The bounding set is dropped first, while CAP_SETPCAP is held.
-fn switch_user(process: &Process) -> Result<()> {
+pub(super) fn switch_user(process: &Process) -> Result<()> {
     let user = process.user();
     if let Some(c) = process.capabilities() {
         capabilities::drop_bounding(c)?;
@@ -286,7 +286,7 @@ fn with_status(state: &str, status: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-fn cstring(s: &str) -> Result<CString> {
+pub(super) fn cstring(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| {
         Error::Unsupported(format!("argument or environment entry contains NUL: {s:?}"))
     })

@@ -5,6 +5,7 @@ pub mod init;
 pub mod parent;
 pub mod pidinfo;
 pub mod sync;
+pub mod tenant;
 
 use std::os::fd::{OwnedFd, RawFd};
 

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use super::sync::{self, Channel, Msg};
 use super::{init, CreatePlan};
 use crate::error::{Error, Result};
-use crate::namespaces::with_pid_ns;
+use crate::namespaces::clone_in_pid_ns;
 use crate::sys::{self, Forked};
 
 /// A freshly cloned init, owned by this process until it is `Ready`.
@@ -41,7 +41,7 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
         ),
         _ => None,
     };
-    let forked = with_pid_ns(plan.namespaces.pid.as_ref(), || {
+    let forked = clone_in_pid_ns(plan.namespaces.pid.as_ref(), || {
         sys::clone_fork(flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()))
             .map_err(Error::sys("clone3"))
     })?;
@@ -59,6 +59,21 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
 }
 
 impl Init {
+    pub(super) fn new(pid: Pid, pidfd: OwnedFd, chan: Channel) -> Init {
+        Init { pid, pidfd, chan }
+    }
+
+    /// The error the child reported, or `None` once the channel closed without one (for an
+    /// exec'd process: its close-on-exec end went away with the exec).
+    pub(super) fn recv_error(&self) -> Option<String> {
+        match self.chan.recv() {
+            Ok(Some(Msg::Error(msg))) => Some(msg),
+            Ok(Some(other)) => Some(format!("unexpected sync message {other:?}")),
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
     /// Drive the protocol until the init reports `Ready` (steps 1–3 of sync.rs); `run_hooks` is
     /// called when it asks for the pre-pivot hooks. On any error the init is killed and reaped.
     pub fn wait_ready(&self, mut run_hooks: impl FnMut(Pid) -> Result<String>) -> Result<()> {

@@ -1,0 +1,147 @@
+//! `exec`: a new process inside a running container. It joins the container's cgroup and every
+//! namespace of its init, then sets itself up like the init does (cwd, rlimits, user,
+//! capabilities, no_new_privs) and execs. Errors come back over a sync channel; end-of-file on
+//! it (the channel is close-on-exec) means the exec happened.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::prctl;
+use nix::sys::stat::{fstat, Mode};
+use nix::unistd::{chdir, execve};
+use oci_spec::runtime::Process;
+
+use super::init::{cstring, environment, lookup_path, set_rlimits, switch_user};
+use super::parent::Init;
+use super::sync::{self, Msg};
+use crate::cgroups::Cgroup;
+use crate::error::{Error, Result};
+use crate::namespaces::{clone_in_pid_ns, Join};
+use crate::sys::{self, Forked};
+
+/// The namespaces to enter, in the order runc's nsexec enters them (mount late: it changes
+/// our root to the container's).
+const NAMESPACES: [(&str, CloneFlags); 6] = [
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+];
+
+/// The init's namespaces that differ from ours, opened now (so a recycled pid cannot swap them).
+fn open_namespaces(init: i32) -> Result<Vec<Join>> {
+    let mut joins = Vec::new();
+    for (name, flag) in NAMESPACES {
+        let path = PathBuf::from(format!("/proc/{init}/ns/{name}"));
+        let fd = open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(Error::sys_path("open", &path))?;
+        let own = open(
+            format!("/proc/self/ns/{name}").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
+        let same = own.is_ok_and(|own| {
+            fstat(&own).ok().map(|s| s.st_ino) == fstat(&fd).ok().map(|s| s.st_ino)
+        });
+        if !same {
+            joins.push(Join { flag, path, fd });
+        }
+    }
+    Ok(joins)
+}
+
+/// Start `process` in the container whose init is `init_pid`; returns once it has exec'd.
+pub fn spawn(init_pid: i32, cgroup: &Cgroup, process: &Process, preserve_fds: i32) -> Result<Init> {
+    let mut joins = open_namespaces(init_pid)?;
+    let pid_ns = joins
+        .iter()
+        .position(|j| j.flag == CloneFlags::CLONE_NEWPID)
+        .map(|i| joins.remove(i));
+    let (parent_end, child_end) = sync::channel()?;
+    let cgroup_dir: Option<OwnedFd> = match (&cgroup.v2, cgroup.unified_host) {
+        (Some(dir), true) => Some(
+            open(
+                dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(Error::sys_path("open cgroup", dir))?,
+        ),
+        _ => None,
+    };
+    let forked = clone_in_pid_ns(pid_ns.as_ref(), || {
+        sys::clone_fork(0, cgroup_dir.as_ref().map(|fd| fd.as_fd())).map_err(Error::sys("clone3"))
+    })?;
+    match forked {
+        Forked::Child { in_cgroup } => {
+            drop(parent_end);
+            let err = match child(&joins, cgroup, in_cgroup, process, preserve_fds) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let _ = child_end.send(&Msg::Error(err.to_string()));
+            sys::exit_now(1)
+        }
+        Forked::Parent { pid, pidfd } => {
+            drop(child_end);
+            let proc = Init::new(pid, pidfd, parent_end);
+            // EOF without an error: the exec went through.
+            match proc.recv_error() {
+                None => Ok(proc),
+                Some(msg) => {
+                    proc.kill_and_reap();
+                    Err(Error::Init(msg))
+                }
+            }
+        }
+    }
+}
+
+fn child(
+    joins: &[Join],
+    cgroup: &Cgroup,
+    in_cgroup: bool,
+    process: &Process,
+    preserve_fds: i32,
+) -> Result<std::convert::Infallible> {
+    // First of all: nobody in the container may open our /proc/PID/exe — the host's gpurun
+    // binary (CVE-2019-5736). A non-dumpable process' /proc entries are root-owned and closed
+    // to ptrace-style access; execve of the user's binary resets it.
+    prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
+    nix::sys::signal::SigSet::empty()
+        .thread_set_mask()
+        .map_err(Error::sys("sigprocmask"))?;
+    if !in_cgroup {
+        cgroup.join_self()?;
+    }
+    for j in joins {
+        setns(j.fd.as_fd(), j.flag).map_err(Error::sys_path("setns", &j.path))?;
+    }
+    set_rlimits(process)?;
+    chdir(process.cwd()).map_err(Error::sys_path("chdir", process.cwd()))?;
+    let env = environment(process);
+    let args = process.args().as_deref().unwrap_or_default();
+    let arg0 = args
+        .first()
+        .ok_or_else(|| Error::Unsupported("exec: no command given".into()))?;
+    let exe = lookup_path(arg0, &env)?;
+    if process.no_new_privileges() == Some(true) {
+        prctl::set_no_new_privs().map_err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+    }
+    switch_user(process)?;
+    sys::set_umask(process.user().umask().unwrap_or(0o022));
+    sys::cloexec_from(3 + preserve_fds).map_err(Error::sys("close_range"))?;
+    let argv: Vec<CString> = args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+    let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
+    let errno = execve(&exe, &argv, &envp).unwrap_err();
+    Err(Error::SysPath {
+        syscall: "exec",
+        path: PathBuf::from(exe.to_string_lossy().into_owned()),
+        errno,
+    })
+}

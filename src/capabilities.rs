@@ -34,10 +34,13 @@ fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Error
 /// before switching to the container's user.
 pub fn drop_bounding(c: &LinuxCapabilities) -> Result<()> {
     let keep = to_set(c.bounding().as_ref())?;
-    for cap in caps::all() {
-        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(caps_err("drop bounding capability"))?;
+    // Dropping a capability that is already gone (or that this kernel does not know) is
+    // harmless: skip the per-capability read and just drop.
+    for cap in caps::all().into_iter().filter(|cap| !keep.contains(cap)) {
+        if let Err(e) = caps::drop(None, CapSet::Bounding, cap) {
+            if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+                return Err(caps_err("drop bounding capability")(e));
+            }
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod cli;
 pub mod commands;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod hooks;

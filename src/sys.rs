@@ -260,3 +260,10 @@ pub fn bpf_prog_attach(
     };
     Errno::result(ret).map(drop)
 }
+
+/// `ioctl(fd, TIOCSCTTY, 0)`: make the terminal `fd` our controlling terminal.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an integer argument; `fd` is a valid open descriptor.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    Errno::result(ret).map(drop)
+}

@@ -45,10 +45,23 @@ impl Hierarchy {
     }
 }
 
-/// The hierarchies mounted on this host, from /proc/self/mountinfo.
-pub fn hierarchies() -> Vec<Hierarchy> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines().filter_map(parse_mountinfo_line).collect()
+/// The hierarchies mounted on this host, from /proc/self/mountinfo — read once per process
+/// (the init, forked from `create`, inherits the parsed list).
+pub fn hierarchies() -> &'static [Hierarchy] {
+    static HIERARCHIES: std::sync::OnceLock<Vec<Hierarchy>> = std::sync::OnceLock::new();
+    HIERARCHIES.get_or_init(|| {
+        let info = read_proc("/proc/self/mountinfo");
+        info.lines().filter_map(parse_mountinfo_line).collect()
+    })
+}
+
+/// Read a procfs file in one go (procfs reports size 0, so the default growth would start
+/// with tiny reads).
+pub(crate) fn read_proc(path: &str) -> String {
+    use std::io::Read;
+    let mut text = String::with_capacity(16 * 1024);
+    let _ = std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text));
+    text
 }
 
 fn parse_mountinfo_line(line: &str) -> Option<Hierarchy> {
@@ -147,7 +160,7 @@ impl Cgroup {
     ) -> Result<()> {
         let hierarchies = hierarchies();
         self.unified_host = hierarchies.iter().any(|h| h.v2 && h.name.is_empty());
-        for h in &hierarchies {
+        for h in hierarchies {
             let dir = path::container_dir(h, cgroups_path, id)?;
             fs::mkdir_all(&dir, &mut self.created)?;
             if h.v2 {

@@ -43,8 +43,9 @@ pub fn container_dir(
 
 /// Our own cgroup in hierarchy `h`, relative to its root (from /proc/self/cgroup).
 fn own_cgroup(h: &Hierarchy) -> PathBuf {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    own_cgroup_in(&text, h).unwrap_or_default()
+    static OWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = OWN.get_or_init(|| super::read_proc("/proc/self/cgroup"));
+    own_cgroup_in(text, h).unwrap_or_default()
 }
 
 fn own_cgroup_in(proc_self_cgroup: &str, h: &Hierarchy) -> Option<PathBuf> {

@@ -45,9 +45,9 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         .process()
         .as_ref()
         .expect("validated: process present");
-    if process.terminal() == Some(true) {
+    if process.terminal() == Some(true) && opts.console_socket.is_none() {
         return Err(Error::Unsupported(
-            "process.terminal is not supported yet: set \"terminal\": false (console sockets land with exec support)".into(),
+            "process.terminal is true: a --console-socket is needed to receive the pty (or set \"terminal\": false)".into(),
         ));
     }
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
@@ -114,6 +114,10 @@ fn create_in(
         preserve_fds: opts.preserve_fds,
         pre_pivot_hooks: creating_hooks.iter().any(|p| !p.of(hooks).is_empty()),
         cgroup,
+        console: match (&opts.console_socket, process_terminal(bundle)) {
+            (Some(path), true) => Some(crate::console::connect(path)?),
+            _ => None,
+        },
     };
     let init = parent::spawn(&plan)?;
     // prestart + createRuntime run here, in the runtime's namespaces, while the init waits
@@ -147,6 +151,15 @@ fn create_in(
             Err(e)
         }
     }
+}
+
+fn process_terminal(bundle: &Bundle) -> bool {
+    bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
 }
 
 /// An init that died without a word during setup was most likely OOM-killed by a memory

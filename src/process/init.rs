@@ -88,6 +88,10 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         rootfs::pivot::pivot(&plan.bundle.rootfs)?;
     }
     rootfs::finish(plan.bundle)?;
+    // The pty comes from the container's own devpts, so only after the mounts (runc's order).
+    if let Some(socket) = &plan.console {
+        crate::console::setup(socket)?;
+    }
 
     set_rlimits(process)?;
     set_oom_score_adj(process)?;

@@ -26,6 +26,8 @@ pub struct CreatePlan<'a> {
     pub no_new_keyring: bool,
     pub id: &'a str,
     pub preserve_fds: i32,
+    /// `--console-socket`, connected: the init sends its pty master there (process.terminal).
+    pub console: Option<OwnedFd>,
     /// The container's cgroup, made by the parent; the init joins it first thing.
     pub cgroup: &'a Cgroup,
     /// The spec has prestart/createRuntime hooks: stop before pivot_root and let the parent run them.

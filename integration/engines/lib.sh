@@ -1,0 +1,108 @@
+# Shared helpers for the engine scripts (sourced, bash).
+#   RUNTIME   OCI runtime under test (default: /work/main/target/release/gpurun; /usr/sbin/runc to validate)
+#   KEEP=1    keep the temp dir
+# Every runtime call the engine makes goes through a logging wrapper:  $W/bin/<basename RUNTIME>
+# which appends argv, exit code and stderr to $W/calls.log (printed on failure, and kept as
+# $CALLS_OUT when set).
+
+ENGINES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$ENGINES_DIR/../.." && pwd)
+RUNTIME=${RUNTIME:-$REPO/target/release/gpurun}
+RT_NAME=$(basename "$RUNTIME")
+PASS=0; FAIL=0; FAILED=()
+T0=$(date +%s.%N)
+
+say() { printf '\n=== %s\n' "$*"; }
+
+# check NAME CMD...: run a step, record pass/fail, never abort the script
+check() {
+	local name=$1; shift
+	local t=$(date +%s.%N)
+	if "$@"; then
+		PASS=$((PASS+1)); printf 'PASS %-40s (%.1fs)\n' "$name" "$(echo "$(date +%s.%N) - $t" | bc)"
+	else
+		local rc=$?
+		FAIL=$((FAIL+1)); FAILED+=("$name"); printf 'FAIL %-40s rc=%s (%.1fs)\n' "$name" "$rc" "$(echo "$(date +%s.%N) - $t" | bc)"
+	fi
+}
+
+# expect_out WANT CMD...: stdout of CMD (stripped of \r) must equal WANT
+expect_out() {
+	local want=$1; shift
+	local got; got=$("$@" | tr -d '\r'); local rc=${PIPESTATUS[0]}
+	[ "$rc" = 0 ] || { echo "  command failed rc=$rc: $*" >&2; return 1; }
+	[ "$got" = "$want" ] || { echo "  got [$got] want [$want]: $*" >&2; return 1; }
+}
+
+# expect_rc WANT CMD...: exit status of CMD must be WANT
+expect_rc() {
+	local want=$1; shift
+	"$@"; local rc=$?
+	[ "$rc" = "$want" ] || { echo "  exit status $rc, want $want: $*" >&2; return 1; }
+}
+
+# make_wrapper DIR: writes DIR/bin/$RT_NAME, a logging wrapper around $RUNTIME.
+# Paths are baked in (conmon clears the environment).  Verbs that hand their stdio to a
+# container process (create/run/exec) keep stderr untouched (it is the container's stderr);
+# for them the tail of --log (if given) is logged on failure instead.
+make_wrapper() {
+	local d=$1
+	mkdir -p "$d/bin"
+	cat > "$d/bin/$RT_NAME" <<WRAP
+#!/bin/bash
+REAL=$RUNTIME
+LOG=$d/calls.log
+WRAP
+	cat >> "$d/bin/$RT_NAME" <<'WRAP'
+verb=; logf=; skip=
+for a in "$@"; do
+	if [ -n "$skip" ]; then [ "$skip" = log ] && logf=$a; skip=; continue; fi
+	case "$a" in
+	--log) skip=log;;
+	--root|--log-format|--criu|--rootless) skip=1;;
+	--log=*) logf=${a#--log=};;
+	-*) ;;
+	*) verb=$a; break;;
+	esac
+done
+ts=$(date +%H:%M:%S.%N | cut -c1-12)
+case "$verb" in
+create|run|exec)
+	"$REAL" "$@"; rc=$?
+	{ printf '%s rc=%s: %s\n' "$ts" "$rc" "$*"
+	  if [ "$rc" != 0 ] && [ -n "$logf" ] && [ -f "$logf" ]; then tail -n 3 "$logf" | sed 's/^/    log: /'; fi
+	} >> "$LOG"
+	exit $rc;;
+*)
+	errf=$(mktemp /tmp/rtwrap.XXXXXX)
+	"$REAL" "$@" 2>"$errf"; rc=$?
+	{ printf '%s rc=%s: %s\n' "$ts" "$rc" "$*"
+	  [ -s "$errf" ] && sed 's/^/    stderr: /' "$errf"
+	  if [ "$rc" != 0 ] && [ -n "$logf" ] && [ -f "$logf" ]; then tail -n 3 "$logf" | sed 's/^/    log: /'; fi
+	} >> "$LOG"
+	cat "$errf" >&2; rm -f "$errf"
+	exit $rc;;
+esac
+WRAP
+	chmod +x "$d/bin/$RT_NAME"
+	: > "$d/calls.log"
+}
+
+# summary NAME: print results; exit 1 if anything failed
+summary() {
+	local dt; dt=$(echo "$(date +%s.%N) - $T0" | bc)
+	echo
+	printf '%s with %s: %d passed, %d failed in %.0fs\n' "$1" "$RUNTIME" "$PASS" "$FAIL" "$dt"
+	if [ "$FAIL" != 0 ]; then
+		printf '  failed: %s\n' "${FAILED[@]}"
+		echo "--- runtime calls with nonzero exit (from $W/calls.log):"
+		grep -A4 -E ' rc=[1-9][0-9]*: ' "$W/calls.log" | head -100
+	fi
+	[ -n "${CALLS_OUT:-}" ] && cp "$W/calls.log" "$CALLS_OUT"
+	[ "$FAIL" = 0 ]
+}
+
+# no_mounts_under DIR: nothing mounted below DIR anymore
+no_mounts_under() {
+	! grep -q " $1" /proc/self/mountinfo || { echo "  mounts left under $1:"; grep " $1" /proc/self/mountinfo; false; }
+}

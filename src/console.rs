@@ -1,0 +1,71 @@
+//! `process.terminal`: the container gets a pty from its own devpts, and the master end goes
+//! to whoever listens on `--console-socket` (runc's docs/terminals.md protocol: one message
+//! whose payload is the master's file name, `/dev/ptmx`, and whose SCM_RIGHTS carries its fd).
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::pty::{posix_openpt, ptsname_r, unlockpt};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::stat::Mode;
+
+use crate::error::{Error, Result};
+
+/// Connect to the engine's console socket (in `create`, before the init exists: the path is a
+/// host path the init can no longer see after pivot_root).
+pub fn connect(path: &Path) -> Result<OwnedFd> {
+    let stream = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| Error::io("connect console socket", path, e))?;
+    Ok(OwnedFd::from(stream))
+}
+
+/// In the init, after pivot_root: make the pty, hand the master to the socket, and make the
+/// slave our controlling terminal and stdio (and /dev/console).
+pub fn setup(socket: &OwnedFd) -> Result<()> {
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(Error::sys_path("open", "/dev/ptmx"))?;
+    unlockpt(&master).map_err(Error::sys("unlockpt"))?;
+    let name = ptsname_r(&master).map_err(Error::sys("ptsname"))?;
+    let slave = open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys_path("open", &name))?;
+    bind_console(&name)?;
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[IoSlice::new(b"/dev/ptmx")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(Error::sys("send pty master to console socket"))?;
+    drop(master);
+    nix::unistd::setsid().map_err(Error::sys("setsid"))?;
+    crate::sys::set_controlling_tty(slave.as_fd()).map_err(Error::sys("ioctl(TIOCSCTTY)"))?;
+    nix::unistd::dup2_stdin(&slave).map_err(Error::sys("dup2"))?;
+    nix::unistd::dup2_stdout(&slave).map_err(Error::sys("dup2"))?;
+    nix::unistd::dup2_stderr(&slave).map_err(Error::sys("dup2"))?;
+    Ok(())
+}
+
+/// /dev/console is the pty too (bind-mounted over an empty file, as runc does).
+fn bind_console(pty: &str) -> Result<()> {
+    let console = Path::new("/dev/console");
+    if std::fs::symlink_metadata(console).is_err() {
+        std::fs::File::create(console).map_err(|e| Error::io("create", console, e))?;
+    }
+    mount(
+        Some(pty),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(Error::sys_path("bind pty to", console))
+}

@@ -21,6 +21,11 @@ pub enum CgroupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cgroup: open {path}: {errno}")]
+    Open {
+        path: PathBuf,
+        errno: nix::errno::Errno,
+    },
     #[error("cgroup: {0}")]
     Invalid(String),
     #[error("cgroup: {0}")]

@@ -209,6 +209,25 @@ impl Cgroup {
         v1::apply(self, r)
     }
 
+    /// On a pure cgroup v2 host, an fd of the cgroup for clone3's CLONE_INTO_CGROUP: the
+    /// process is then born inside it. `None` elsewhere (the process joins by itself).
+    pub fn clone_into_fd(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        use nix::fcntl::{open, OFlag};
+        match (&self.v2, self.unified_host) {
+            (Some(dir), true) => open(
+                dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map(Some)
+            .map_err(|errno| CgroupError::Open {
+                path: dir.clone(),
+                errno,
+            }),
+            _ => Ok(None),
+        }
+    }
+
     /// Every cgroup.procs file the process must be written into (v1 hierarchies + cgroup2).
     pub fn procs_files(&self) -> impl Iterator<Item = PathBuf> + '_ {
         self.v1

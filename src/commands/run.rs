@@ -30,17 +30,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let opts = super::create_options(&args.create);
     // Block the forwarded signals before the init exists: they are then queued for our
     // signalfd instead of killing us mid-way. The init restores its own mask before exec.
-    let mut forwarded = SigSet::empty();
-    FORWARDED.iter().for_each(|s| forwarded.add(*s));
-    let previous = if args.detach {
-        None
-    } else {
-        Some(
-            forwarded
-                .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-                .map_err(Error::sys("sigprocmask"))?,
-        )
-    };
+    let (forwarded, previous) = block_forwarded(args.detach)?;
     let created = create::create(root, id, &opts)?;
     if let Err(e) = container::start_dir(&created.dir) {
         created.init.kill_and_reap();
@@ -63,6 +53,20 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         container::delete(root, id, true)?;
     }
     Ok(status)
+}
+
+/// Block the signals a foreground `run`/`exec` forwards (nothing when detaching); returns the
+/// set and the mask to restore.
+fn block_forwarded(detach: bool) -> Result<(SigSet, Option<SigSet>)> {
+    let mut forwarded = SigSet::empty();
+    FORWARDED.iter().for_each(|s| forwarded.add(*s));
+    if detach {
+        return Ok((forwarded, None));
+    }
+    let previous = forwarded
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .map_err(Error::sys("sigprocmask"))?;
+    Ok((forwarded, Some(previous)))
 }
 
 /// Wait for the init's exit with its pidfd (never a SIGCHLD that could be lost), passing on
@@ -105,17 +109,7 @@ pub fn exec(root: &Path, args: &crate::cli::ExecArgs) -> Result<i32> {
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
     };
-    let mut forwarded = SigSet::empty();
-    FORWARDED.iter().for_each(|s| forwarded.add(*s));
-    let previous = if args.detach {
-        None
-    } else {
-        Some(
-            forwarded
-                .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-                .map_err(Error::sys("sigprocmask"))?,
-        )
-    };
+    let (forwarded, previous) = block_forwarded(args.detach)?;
     let proc = container::exec::exec(root, &args.id, &opts)?;
     if args.detach {
         return Ok(0);

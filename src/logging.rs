@@ -52,6 +52,21 @@ impl Logger {
     }
 }
 
+static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
+
+/// Install the process-wide logger (main, once). Until then warnings go nowhere.
+pub fn install(logger: Logger) -> &'static Logger {
+    LOGGER.get_or_init(|| logger)
+}
+
+/// A warning, to the --log file only: on stderr it could end up in the container's output
+/// (the init inherits our stderr), which is why runc does the same.
+pub fn warn(msg: &str) {
+    if let Some(l) = LOGGER.get() {
+        l.write("warning", msg);
+    }
+}
+
 /// The current UTC time as RFC 3339 with nanoseconds (what runc puts in `created`).
 pub fn rfc3339_now() -> String {
     let now = SystemTime::now()

@@ -9,11 +9,11 @@ fn main() {
         print!("{}", gpurun::commands::version_text());
         return;
     }
-    let logger = Logger {
+    let logger = gpurun::logging::install(Logger {
         file: cli.log.clone(),
         format: cli.log_format,
         debug: cli.debug,
-    };
+    });
     let code = match gpurun::commands::dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {

@@ -42,9 +42,43 @@ pub enum SpecError {
     Propagation(String),
     #[error("config.json: invalid sysctl key {0:?}")]
     Sysctl(String),
+    #[error("config.json: sysctl {0:?} is not in a separate kernel namespace ({1}): it would change the host")]
+    SysctlNamespace(String, &'static str),
 }
 
 pub type Result<T> = std::result::Result<T, SpecError>;
+
+/// A sysctl may only be set if it belongs to a namespace the container has of its own:
+/// anything else would change the host kernel (runc's rule).
+fn check_sysctl_namespace(key: &str, namespaces: &[LinuxNamespaceType]) -> Result<()> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let needed = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        return Err(SpecError::SysctlNamespace(key.to_string(), "no namespace"));
+    };
+    if namespaces.contains(&needed) {
+        Ok(())
+    } else {
+        Err(SpecError::SysctlNamespace(
+            key.to_string(),
+            "the container shares that namespace with the host",
+        ))
+    }
+}
 
 /// A validated bundle: the spec plus the absolute bundle and rootfs paths.
 pub struct Bundle {
@@ -138,6 +172,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
             {
                 return Err(SpecError::Sysctl(key.clone()));
             }
+            check_sysctl_namespace(key, &seen)?;
         }
     }
     Ok(())
@@ -196,6 +231,15 @@ mod tests {
             spec_with(|v| v["linux"]["sysctl"] = serde_json::json!({"../x": "1"})),
             Err(SpecError::Sysctl(_))
         ));
+        assert!(matches!(
+            spec_with(|v| v["linux"]["sysctl"] = serde_json::json!({"kernel.core_pattern": "|/x"})),
+            Err(SpecError::SysctlNamespace(..))
+        ));
+        spec_with(|v| {
+            v["linux"]["sysctl"] =
+                serde_json::json!({"net.ipv4.ip_forward": "1", "kernel.shmmax": "1"})
+        })
+        .unwrap();
         assert!(spec_with(
             |v| v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_FOO"])
         )

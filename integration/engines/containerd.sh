@@ -80,7 +80,12 @@ check "run --seccomp (default profile)" expect_out ok $RUN --rm --seccomp --root
 check "run --privileged"     expect_out ok $RUN --rm --privileged --rootfs "$R" $ID-s2 sh -c 'test -e /dev/kmsg && echo ok'
 check "run --net-host"       expect_out ok $RUN --rm --net-host --rootfs "$R" $ID-s3 echo ok
 check "run --cap-drop"       expect_out ok $RUN --rm --cap-drop CAP_CHOWN --rootfs "$R" $ID-s4 sh -c 'chown 1 /tmp 2>/dev/null || echo ok'
-check "run --null-io"        expect_out "" $RUN --rm --null-io --rootfs "$R" $ID-s5 echo hidden
+# --null-io: the shim hands the runtime O_RDONLY /dev/null as stdio; runc re-opens it O_RDWR
+# (reOpenDevNull) so the container can write to stdout/stderr
+check "run --null-io (echo exits 0)" expect_rc 0 $RUN --rm --null-io --rootfs "$R" $ID-s5 sh -c 'echo hidden && echo hidden >&2'
+# terminal: the shim passes --console-socket; `script` gives ctr a pty to attach to
+tty_run() { timeout 30 script -qec "$RUN --rm -t --rootfs $R $ID-t sh -c 'tty; echo tty-ok'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
+command -v script >/dev/null && check "run -t (pty)" tty_run
 
 # --- detached container with limits ------------------------------------------------------------
 say "detached task with limits: exec, ps, pause/resume, kill, delete"
@@ -113,6 +118,8 @@ check "task pause"           $CTR task pause $C
 check "task PAUSED"          expect_out PAUSED task_status
 check "task resume"          $CTR task resume $C
 check "task RUNNING again"   expect_out RUNNING task_status
+tty_exec() { timeout 30 script -qec "$CTR task exec -t --exec-id t1 $C sh -c 'tty; echo tty-ok'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
+command -v script >/dev/null && check "exec -t (pty)" tty_exec
 check "exec after resume"    expect_out ok $CTR task exec --exec-id e5 $C echo ok
 check "task kill SIGKILL"    $CTR task kill -s SIGKILL $C
 wait_stopped() { for i in $(seq 50); do [ "$(task_status)" = STOPPED ] && return 0; sleep 0.1; done; task_status; return 1; }

@@ -34,6 +34,17 @@ expect_out() {
 	[ "$got" = "$want" ] || { echo "  got [$got] want [$want]: $*" >&2; return 1; }
 }
 
+# Like expect_out, but for state that settles asynchronously (an engine reaps a killed task
+# after `kill` has returned): retry for up to 5 s.
+eventually_out() {
+	local i
+	for i in $(seq 50); do
+		expect_out "$@" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	expect_out "$@"
+}
+
 # expect_rc WANT CMD...: exit status of CMD must be WANT
 expect_rc() {
 	local want=$1; shift

@@ -108,6 +108,8 @@ pub fn apply(cg: &Cgroup, spec_rules: &[LinuxDeviceCgroup], devices: &[LinuxDevi
     let Some(dir) = cg.v1_dir("devices") else {
         return Ok(());
     };
+    // A new v1 cgroup inherits its parent's (usually allow-all) list: start from deny-all.
+    write(&dir.join("devices.deny"), "a *:* rwm")?;
     for rule in &rules {
         let file = if rule.allow {
             "devices.allow"

@@ -59,6 +59,9 @@ fn jne(dst: u8, imm: i32, off: i16) -> Insn {
 fn jne_reg(dst: u8, src: u8, off: i16) -> Insn {
     Insn(0x5d, dst, src, off, 0)
 }
+fn jeq(dst: u8, imm: i32, off: i16) -> Insn {
+    Insn(0x15, dst, 0, off, imm)
+}
 fn exit() -> Insn {
     Insn(0x95, 0, 0, 0, 0)
 }
@@ -95,8 +98,14 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
         }
         let bits = access_bits(&rule.access);
         if bits != ACC_MKNOD | ACC_READ | ACC_WRITE {
-            // matches only if every requested access bit is granted by the rule
-            block.extend([mov32_reg(1, 3), and32(1, bits), jne_reg(1, 3, NEXT)]);
+            block.extend([mov32_reg(1, 3), and32(1, bits)]);
+            if rule.allow {
+                // an allow matches only if it grants every requested access bit
+                block.push(jne_reg(1, 3, NEXT));
+            } else {
+                // a deny matches if it covers any requested bit (v1 semantics)
+                block.push(jeq(1, 0, NEXT));
+            }
         }
         if let Some(major) = rule.major {
             block.push(jne(4, major as i32, NEXT));
@@ -118,8 +127,8 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
             return prog;
         }
     }
-    // No rule matched: a new v1 cgroup allows everything its parent does; so do we.
-    prog.extend([mov64(0, 1), exit()]);
+    // No rule matched: deny (runc starts every container from deny-all, whatever the spec).
+    prog.extend([mov64(0, 0), exit()]);
     prog
 }
 
@@ -195,6 +204,11 @@ mod tests {
                         pc += off as usize
                     }
                 }
+                0x15 => {
+                    if r[d] == imm as i64 {
+                        pc += off as usize
+                    }
+                }
                 0x5d => {
                     if r[d] != r[s] {
                         pc += off as usize
@@ -236,6 +250,21 @@ mod tests {
             "everything else denied"
         );
         assert_eq!(eval(&prog, DEV_CHAR, r | w, 136, 4), 1, "ptys allowed");
+        // A partial deny covers requests with more bits; no rules at all means deny.
+        let partial: Vec<oci_spec::runtime::LinuxDeviceCgroup> =
+            serde_json::from_value(serde_json::json!([
+                {"allow": true, "type": "b", "major": 8, "minor": 0, "access": "rw"},
+                {"allow": false, "type": "b", "major": 8, "minor": 0, "access": "w"}
+            ]))
+            .unwrap();
+        let p2 = program(&super::super::devices::rules(&partial, &[]));
+        assert_eq!(
+            eval(&p2, DEV_BLOCK, r | w, 8, 0),
+            0,
+            "O_RDWR hits the write deny"
+        );
+        assert_eq!(eval(&p2, DEV_BLOCK, r, 8, 0), 1, "read still allowed");
+        assert_eq!(eval(&p2, DEV_CHAR, r, 10, 237), 0, "default deny");
         // The deny-all rule is the last block: nothing unreachable follows it.
         assert_eq!(prog[prog.len() - 1], exit());
         assert_eq!(prog[prog.len() - 2], mov64(0, 0));

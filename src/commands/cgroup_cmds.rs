@@ -199,7 +199,7 @@ pub fn parse_interval(s: &str) -> Option<Duration> {
         "m" => n * 60.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let created = create::create(root, id, &opts)?;
     if let Err(e) = container::start_dir(&created.dir) {
         created.init.kill_and_reap();
+        created.state.cgroup.remove();
         let _ = created.dir.remove();
         return Err(e);
     }
@@ -106,6 +107,7 @@ pub fn exec(root: &Path, args: &crate::cli::ExecArgs) -> Result<i32> {
         caps: args.cap.clone(),
         no_new_privs: args.no_new_privs,
         tty: args.tty,
+        console_socket: args.console_socket.clone(),
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
     };

@@ -50,6 +50,16 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             "process.terminal is true: a --console-socket is needed to receive the pty (or set \"terminal\": false)".into(),
         ));
     }
+    if bundle
+        .spec
+        .linux()
+        .as_ref()
+        .is_some_and(|l| l.seccomp().is_some())
+    {
+        crate::logging::warn(
+            "linux.seccomp is not enforced yet: the container runs without its seccomp filter",
+        );
+    }
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
 
     let dir = ContainerDir::create(root, id)?;

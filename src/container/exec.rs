@@ -23,6 +23,7 @@ pub struct ExecOptions {
     pub caps: Vec<String>,
     pub no_new_privs: bool,
     pub tty: bool,
+    pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
 }
@@ -44,14 +45,25 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
         _ => {}
     }
     let process = build_process(&state.bundle, opts)?;
-    if process.terminal() == Some(true) {
-        return Err(Error::Unsupported(
-            "exec: terminals (--tty / process.terminal) are not supported yet".into(),
-        ));
-    }
+    let console = match (process.terminal() == Some(true), &opts.console_socket) {
+        (true, Some(path)) => Some(crate::console::connect(path)?),
+        (true, None) => {
+            return Err(Error::Unsupported(
+                "exec: a terminal needs --console-socket to receive the pty".into(),
+            ))
+        }
+        (false, _) => None,
+    };
     // Let other commands (state, kill) in while this one runs.
     drop(dir);
-    let proc = tenant::spawn(state.pid, &state.cgroup, &process, opts.preserve_fds)?;
+    let proc = tenant::spawn(
+        state.pid,
+        state.pid_start_time,
+        &state.cgroup,
+        &process,
+        console.as_ref(),
+        opts.preserve_fds,
+    )?;
     if let Some(pid_file) = &opts.pid_file {
         state::write_pid_file(pid_file, proc.pid.as_raw())?;
     }

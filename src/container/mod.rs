@@ -61,7 +61,7 @@ pub fn start_dir(dir: &ContainerDir) -> Result<()> {
 
 fn warn_on_hook_error(result: Result<()>) {
     if let Err(e) = result {
-        eprintln!("gpurun: warning: {e}");
+        crate::logging::warn(&e.to_string());
     }
 }
 

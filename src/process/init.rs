@@ -42,6 +42,9 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     // Die with the runtime while we are still being set up: a half-made container must not
     // outlive a create that was killed.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
+    // Until execve (which resets it), nothing in the container may open our /proc/PID/exe —
+    // the host's gpurun binary (CVE-2019-5736) — e.g. a process exec'd in while we wait.
+    prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
     // The container dir lock belongs to the parent; our inherited copy would keep it held.
     sys::close_inherited(plan.lock_fd);
     // Device nodes and directories get exactly the modes asked for.
@@ -64,7 +67,8 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         join_keyring(plan.id)?;
     }
     set_hostname(plan)?;
-    rootfs::prepare(plan.bundle)?;
+    let own_cgroup = (!plan.namespaces.has(CloneFlags::CLONE_NEWCGROUP)).then_some(plan.cgroup);
+    rootfs::prepare(plan.bundle, own_cgroup)?;
     let hooks = plan.bundle.spec.hooks().as_ref();
     let state = if plan.pre_pivot_hooks {
         chan.send(&Msg::Hooks)?;
@@ -89,14 +93,15 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     }
     rootfs::finish(plan.bundle)?;
     // The pty comes from the container's own devpts, so only after the mounts (runc's order).
-    if let Some(socket) = &plan.console {
-        crate::console::setup(socket)?;
+    match &plan.console {
+        Some(socket) => crate::console::setup(socket, true)?,
+        None => crate::console::reopen_dev_null()?,
     }
 
     set_rlimits(process)?;
     set_oom_score_adj(process)?;
     // cwd while still root, so a directory only root can enter still works (runc does the same).
-    chdir(process.cwd()).map_err(Error::sys_path("chdir", process.cwd()))?;
+    enter_cwd(process.cwd())?;
     let env = environment(process);
     // Resolve args[0] now, so a missing binary fails `create`, not the later `start`.
     let args = process.args().as_deref().unwrap_or_default();
@@ -105,6 +110,8 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         prctl::set_no_new_privs().map_err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
     switch_user(process)?;
+    // Changing credentials clears the death signal: re-arm it until `Persisted` (sync.rs 3).
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
 
     // Once the parent has recorded us, we must outlive it (`create` exits): see sync.rs 3–5.
@@ -259,9 +266,10 @@ pub(super) fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
 /// then the capability sets. The bounding set is dropped first, while CAP_SETPCAP is held.
 pub(super) fn switch_user(process: &Process) -> Result<()> {
     let user = process.user();
-    if let Some(c) = process.capabilities() {
-        capabilities::drop_bounding(c)?;
-    }
+    // No `capabilities` means none at all (runc), not oci-spec's Default (which has three).
+    let none = capabilities::none();
+    let caps = process.capabilities().as_ref().unwrap_or(&none);
+    capabilities::drop_bounding(caps)?;
     prctl::set_keepcaps(true).map_err(Error::sys("prctl(PR_SET_KEEPCAPS)"))?;
     let groups: Vec<Gid> = user
         .additional_gids()
@@ -275,10 +283,7 @@ pub(super) fn switch_user(process: &Process) -> Result<()> {
     let uid = Uid::from_raw(user.uid());
     setresuid(uid, uid, uid).map_err(Error::sys("setresuid"))?;
     prctl::set_keepcaps(false).map_err(Error::sys("prctl(PR_SET_KEEPCAPS)"))?;
-    match process.capabilities() {
-        Some(c) => capabilities::apply_sets(c),
-        None => capabilities::apply_sets(&Default::default()),
-    }
+    capabilities::apply_sets(caps)
 }
 
 /// Block until `start` writes a byte into the exec fifo (see [`crate::container::start`]).
@@ -291,6 +296,19 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
             Ok(_) => return Err(Error::Init("exec fifo closed before start".into())),
             Err(e) => return Err(Error::sys("read exec fifo")(e)),
         }
+    }
+}
+
+/// chdir into `process.cwd` and make sure we really are inside the container's root: a cwd
+/// reached through a leaked host fd (`/proc/self/fd/N`) shows as "(unreachable)".
+pub(super) fn enter_cwd(cwd: &Path) -> Result<()> {
+    chdir(cwd).map_err(Error::sys_path("chdir", cwd))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(Error::Unsupported(format!(
+            "process.cwd {} is outside the container",
+            cwd.display()
+        ))),
     }
 }
 

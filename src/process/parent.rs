@@ -34,6 +34,8 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
     })?;
     match forked {
         Forked::Child { in_cgroup } => {
+            // No host directory fd may stay open in the container (CVE-2024-21626).
+            drop(cgroup_dir);
             drop(parent_end);
             init::run(plan, child_end, in_cgroup)
         }

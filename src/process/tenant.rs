@@ -10,7 +10,6 @@ use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::prctl;
 use nix::sys::stat::{fstat, Mode};
-use nix::unistd::chdir;
 use oci_spec::runtime::Process;
 
 use super::init::{environment, exec, lookup_path, set_rlimits, switch_user};
@@ -32,7 +31,7 @@ const NAMESPACES: [(&str, CloneFlags); 6] = [
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
 ];
 
-/// The init's namespaces that differ from ours, opened now (so a recycled pid cannot swap them).
+/// The init's namespaces that differ from ours, as fds (checked against pid reuse by the caller).
 fn open_namespaces(init: i32) -> Result<Vec<Join>> {
     let mut joins = Vec::new();
     for (name, flag) in NAMESPACES {
@@ -55,8 +54,22 @@ fn open_namespaces(init: i32) -> Result<Vec<Join>> {
 }
 
 /// Start `process` in the container whose init is `init_pid`; returns once it has exec'd.
-pub fn spawn(init_pid: i32, cgroup: &Cgroup, process: &Process, preserve_fds: i32) -> Result<Init> {
+pub fn spawn(
+    init_pid: i32,
+    init_start_time: u64,
+    cgroup: &Cgroup,
+    process: &Process,
+    console: Option<&std::os::fd::OwnedFd>,
+    preserve_fds: i32,
+) -> Result<Init> {
     let mut joins = open_namespaces(init_pid)?;
+    // Checked after the opens: if the init is still the process we recorded, the namespace
+    // fds are its own and not those of a process that got its pid after it died.
+    if !super::pidinfo::is_alive(init_pid, init_start_time) {
+        return Err(Error::Unsupported(
+            "cannot exec in a stopped container".into(),
+        ));
+    }
     let pid_ns = joins
         .iter()
         .position(|j| j.flag == CloneFlags::CLONE_NEWPID)
@@ -68,8 +81,10 @@ pub fn spawn(init_pid: i32, cgroup: &Cgroup, process: &Process, preserve_fds: i3
     })?;
     match forked {
         Forked::Child { in_cgroup } => {
+            // No host directory fd may stay open in the container (CVE-2024-21626).
+            drop(cgroup_dir);
             drop(parent_end);
-            let err = match child(&joins, cgroup, in_cgroup, process, preserve_fds) {
+            let err = match child(&joins, cgroup, in_cgroup, process, console, preserve_fds) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -96,6 +111,7 @@ fn child(
     cgroup: &Cgroup,
     in_cgroup: bool,
     process: &Process,
+    console: Option<&std::os::fd::OwnedFd>,
     preserve_fds: i32,
 ) -> Result<std::convert::Infallible> {
     // First of all: nobody in the container may open our /proc/PID/exe — the host's gpurun
@@ -111,8 +127,13 @@ fn child(
     for j in joins {
         setns(j.fd.as_fd(), j.flag).map_err(Error::sys_path("setns", &j.path))?;
     }
+    // After setns(mnt): the pty comes from the container's devpts.
+    match console {
+        Some(socket) => crate::console::setup(socket, false)?,
+        None => crate::console::reopen_dev_null()?,
+    }
     set_rlimits(process)?;
-    chdir(process.cwd()).map_err(Error::sys_path("chdir", process.cwd()))?;
+    super::init::enter_cwd(process.cwd())?;
     let env = environment(process);
     let args = process.args().as_deref().unwrap_or_default();
     let arg0 = args

@@ -14,6 +14,7 @@ use nix::sys::stat::Mode;
 
 use super::mounts::MountOptions;
 use super::resolve::{ensure_in_root, fd_path, open_in_root, show};
+use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 
 use crate::cgroups::ROOT as CGROUP_ROOT;
@@ -24,7 +25,17 @@ fn is_unified_host() -> bool {
 }
 
 /// Mount the container's cgroup filesystem(s) on `rel`, a directory inside the rootfs.
-pub fn mount_cgroupfs(rootfd: BorrowedFd<'_>, rel: &Path, opts: &MountOptions) -> Result<()> {
+///
+/// With a cgroup namespace of its own, fresh cgroup mounts are rooted at the container's
+/// cgroup. Without one (what containerd and Podman send on v1 hosts), a fresh mount would show
+/// the whole host hierarchy, so — as runc does — the container's own directory of each
+/// hierarchy (`own`) is bind-mounted instead.
+pub fn mount_cgroupfs(
+    rootfd: BorrowedFd<'_>,
+    rel: &Path,
+    opts: &MountOptions,
+    own: Option<&Cgroup>,
+) -> Result<()> {
     let shown = show(rel);
     let fail = |errno| Error::SysPath {
         syscall: "mount cgroup",
@@ -32,19 +43,22 @@ pub fn mount_cgroupfs(rootfd: BorrowedFd<'_>, rel: &Path, opts: &MountOptions) -
         errno,
     };
     let flags = opts.flags;
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let covered = ensure_in_root(rootfd, rel, false)?;
     if is_unified_host() {
-        return mount(
-            Some("cgroup2"),
-            &fd_path(&covered),
-            Some("cgroup2"),
-            flags,
-            None::<&str>,
-        )
-        .map_err(fail);
+        return match own.and_then(|cg| cg.v2.as_deref()) {
+            Some(dir) => bind(dir, &fd_path(&covered), flags | base).map_err(fail),
+            None => mount(
+                Some("cgroup2"),
+                &fd_path(&covered),
+                Some("cgroup2"),
+                flags,
+                None::<&str>,
+            )
+            .map_err(fail),
+        };
     }
     // Build the tree writable, then apply the requested flags (usually ro) at the end.
-    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
         Some("tmpfs"),
         &fd_path(&covered),
@@ -59,10 +73,25 @@ pub fn mount_cgroupfs(rootfd: BorrowedFd<'_>, rel: &Path, opts: &MountOptions) -
     let target = target.as_path();
     for h in crate::cgroups::hierarchies() {
         let dir = target.join(&h.name);
+        let host_dir = own.and_then(|cg| {
+            if h.v2 {
+                cg.v2.as_deref()
+            } else {
+                cg.v1.get(&h.name).map(|p| p.as_path())
+            }
+        });
+        if own.is_some() && host_dir.is_none() {
+            continue;
+        }
         nix::unistd::mkdir(&dir, Mode::from_bits_truncate(0o755)).map_err(fail)?;
-        let data = (!h.mount_data.is_empty()).then_some(h.mount_data.as_str());
-        let fstype = if h.v2 { "cgroup2" } else { "cgroup" };
-        mount(Some("cgroup"), &dir, Some(fstype), flags | base, data).map_err(fail)?;
+        match host_dir {
+            Some(host_dir) => bind(host_dir, &dir, flags | base).map_err(fail)?,
+            None => {
+                let data = (!h.mount_data.is_empty()).then_some(h.mount_data.as_str());
+                let fstype = if h.v2 { "cgroup2" } else { "cgroup" };
+                mount(Some("cgroup"), &dir, Some(fstype), flags | base, data).map_err(fail)?;
+            }
+        }
         // Co-mounted controllers are also reachable by each name, as on the host.
         if h.name.contains(',') {
             for part in h.name.split(',') {
@@ -82,4 +111,22 @@ pub fn mount_cgroupfs(rootfd: BorrowedFd<'_>, rel: &Path, opts: &MountOptions) -
         .map_err(fail)?;
     }
     Ok(())
+}
+
+/// Bind `source` on `target`, then apply `flags` (a bind mount takes them only on remount).
+fn bind(source: &Path, target: &Path, flags: MsFlags) -> nix::Result<()> {
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+        None::<&str>,
+    )
 }

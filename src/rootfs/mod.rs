@@ -16,11 +16,14 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
 
+use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 use crate::spec::Bundle;
 
 /// Everything up to (not including) pivot_root.
-pub fn prepare(bundle: &Bundle) -> Result<()> {
+/// `own_cgroup`: the container's cgroup when it has no cgroup namespace of its own (its
+/// directories are then bind-mounted for `cgroup` mounts, see cgroupfs.rs).
+pub fn prepare(bundle: &Bundle, own_cgroup: Option<&Cgroup>) -> Result<()> {
     let spec = &bundle.spec;
     let rootfs = bundle.rootfs.as_path();
     // Nothing we mount below may propagate back to the host.
@@ -50,10 +53,11 @@ pub fn prepare(bundle: &Bundle) -> Result<()> {
 
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
     for m in spec_mounts {
-        mounts::mount_entry(rootfs, &rootfd, &bundle.dir, m)?;
+        mounts::mount_entry(rootfs, &rootfd, &bundle.dir, m, own_cgroup)?;
     }
 
-    // A bind of the host's /dev means the user manages devices themselves.
+    // A bind of the host's /dev means the user manages devices themselves: then nothing is
+    // created there (not even linux.devices, which would land in the host's /dev).
     let dev_is_bound = spec_mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
             && (m.typ().as_deref() == Some("bind")
@@ -65,13 +69,13 @@ pub fn prepare(bundle: &Bundle) -> Result<()> {
             devices::create_node(rootfs, rootfd.as_fd(), &node)?;
         }
         devices::create_symlinks(rootfs, rootfd.as_fd())?;
-    }
-    for d in linux
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        devices::create_node(rootfs, rootfd.as_fd(), &devices::spec_node(d))?;
+        for d in linux
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            devices::create_node(rootfs, rootfd.as_fd(), &devices::spec_node(d))?;
+        }
     }
 
     // The working directory may not exist in the image yet (runc creates it too).

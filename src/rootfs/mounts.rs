@@ -7,6 +7,7 @@ use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
 use super::resolve::{ensure_in_root, fd_path, resolve, show};
+use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 
 /// Mount flags, propagation flags and fs-specific data parsed from `options`.
@@ -93,7 +94,13 @@ pub fn parse_options(options: &[String]) -> MountOptions {
 }
 
 /// Mount one spec entry under `rootfs` (host path, before pivot_root).
-pub fn mount_entry(rootfs: &Path, rootfd: impl AsFd, bundle: &Path, m: &Mount) -> Result<()> {
+pub fn mount_entry(
+    rootfs: &Path,
+    rootfd: impl AsFd,
+    bundle: &Path,
+    m: &Mount,
+    own_cgroup: Option<&Cgroup>,
+) -> Result<()> {
     let dest = m.destination().to_string_lossy().into_owned();
     let rel = resolve(rootfs, &dest)?;
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
@@ -104,7 +111,7 @@ pub fn mount_entry(rootfs: &Path, rootfd: impl AsFd, bundle: &Path, m: &Mount) -
     let is_bind = opts.bind || typ == "bind";
 
     if typ == "cgroup" || typ == "cgroup2" {
-        return super::cgroupfs::mount_cgroupfs(rootfd.as_fd(), &rel, &opts);
+        return super::cgroupfs::mount_cgroupfs(rootfd.as_fd(), &rel, &opts, own_cgroup);
     }
 
     let source: Option<PathBuf> =

@@ -44,6 +44,10 @@ if [ $# -eq 0 ]; then
 		die "cargo test --no-run failed"
 	mapfile -t tests < <(jq -r 'select(.reason == "compiler-artifact" and .profile.test
 		and .executable != null) | .executable' <<<"$json" | sort)
+	# The engine tests (containerd, podman, buildah daemons and their state) run on the host
+	# only: the guest's root is a throw-away overlay and they do not finish there.
+	mapfile -t tests < <(printf '%s\n' "${tests[@]}" | grep -v '/engines-')
+	echo "run-suite: engines tests run on the host only (not in the guest)"
 	[ ${#tests[@]} -gt 0 ] || die "no integration test executables found"
 	bundles/build.sh >/dev/null || die "bundles/build.sh failed" # once here, not in every guest
 	set -- "$HERE/guest-tests.sh" "${tests[@]}"

@@ -192,3 +192,22 @@ fn text_log_format() {
     );
     env.assert_clean();
 }
+
+/// gpurun-only: a state dir without state.json (a create killed before it recorded anything)
+/// is cleared by `delete --force`, after which the id can be used again.
+#[test]
+fn delete_force_clears_a_dead_create() {
+    if !require_root() || !gpurun_only() {
+        return;
+    }
+    let env = Env::new("dead_create");
+    env.config(|s| set_args(s, &["true"]));
+    let id = env.id();
+    std::fs::create_dir_all(env.state.join(&id)).unwrap();
+    env.create(&id).assert_err("already exists");
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    assert!(!env.state.join(&id).exists());
+    env.create_ok(&id);
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}

@@ -120,7 +120,12 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let (dir, state, status) = match load(root, id) {
         Ok(loaded) => loaded,
         // containerd deletes twice (`delete` then `delete --force`); the second must succeed.
-        Err(Error::NotExist(_)) if force => return Ok(()),
+        // A directory without state.json here is a create that died before recording anything
+        // (open() waited for its lock, so none is in progress): clear it.
+        Err(Error::NotExist(_)) if force => {
+            let _ = std::fs::remove_dir_all(root.join(id));
+            return Ok(());
+        }
         Err(e) => return Err(e),
     };
     if matches!(status, Status::Running | Status::Paused) && !force {

@@ -2,7 +2,7 @@
 # The README's first command (`make demo`): run the busybox bundle through the whole OCI
 # lifecycle, printing each step. Usage: bundles/demo.sh GPURUN_BINARY
 set -eu
-GPURUN=${1:?usage: demo.sh path/to/gpurun}
+GPURUN=$(readlink -f "${1:?usage: demo.sh path/to/gpurun}")
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUNDLE="$HERE/busybox"
 ROOT=$(mktemp -d /tmp/gpurun-demo.XXXXXX)

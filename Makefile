@@ -35,7 +35,7 @@ integration: deps build bundle
 vmtest: deps build bundle
 	integration/vm/run-suite.sh
 
-test: deps build lint unit integration vmtest demo
+test: deps build lint unit demo integration vmtest
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -89,3 +89,18 @@ pub fn rmdir_retry(dir: &Path) {
         }
     }
 }
+
+/// Freezing is asynchronous: retry `done` (which may re-issue the request) every millisecond
+/// for up to a second; `what` names the state that was never reached.
+pub fn wait_until(
+    what: impl FnOnce() -> String,
+    mut done: impl FnMut() -> Result<bool, CgroupError>,
+) -> Result<(), CgroupError> {
+    for _ in 0..1000 {
+        if done()? {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(CgroupError::Invalid(what()))
+}

@@ -225,18 +225,14 @@ pub fn init_cpuset(mountpoint: &Path, dir: &Path) -> Result<()> {
 pub fn set_frozen(dir: &Path, frozen: bool) -> Result<()> {
     let want = if frozen { "FROZEN" } else { "THAWED" };
     let file = dir.join("freezer.state");
-    // Freezing is asynchronous ("FREEZING"): re-write until the kernel reports it done.
-    for _ in 0..1000 {
-        write(&file, want)?;
-        if read(&file)? == want {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    Err(CgroupError::Invalid(format!(
-        "{} did not reach {want}",
-        file.display()
-    )))
+    // "FREEZING" is a transient state: re-write until the kernel reports it done.
+    super::fs::wait_until(
+        || format!("{} did not reach {want}", file.display()),
+        || {
+            write(&file, want)?;
+            Ok(read(&file)? == want)
+        },
+    )
 }
 
 pub fn is_frozen(dir: &Path) -> bool {

@@ -205,16 +205,10 @@ pub fn set_frozen(d: &Path, frozen: bool) -> Result<()> {
     write(&d.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
     // The freeze completes asynchronously; cgroup.events reports "frozen 1" when it has.
     let want = if frozen { "frozen 1" } else { "frozen 0" };
-    for _ in 0..1000 {
-        if read(&d.join("cgroup.events"))?.lines().any(|l| l == want) {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    Err(CgroupError::Invalid(format!(
-        "{} did not report {want}",
-        d.display()
-    )))
+    super::fs::wait_until(
+        || format!("{} did not report {want}", d.display()),
+        || Ok(read(&d.join("cgroup.events"))?.lines().any(|l| l == want)),
+    )
 }
 
 pub fn is_frozen(d: &Path) -> bool {

@@ -4,7 +4,7 @@
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
@@ -14,12 +14,30 @@ use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
 
-/// Connect to the engine's console socket (in `create`, before the init exists: the path is a
-/// host path the init can no longer see after pivot_root).
-pub fn connect(path: &Path) -> Result<OwnedFd> {
-    let stream = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|e| Error::io("connect console socket", path, e))?;
-    Ok(OwnedFd::from(stream))
+/// Where a container's pty master goes.
+#[derive(Debug)]
+pub enum ConsoleSocket {
+    /// An engine's `--console-socket` listener.
+    Path(PathBuf),
+    /// One end of a socketpair whose other end a foreground `run`/`exec` holds, to attach the
+    /// caller's terminal itself (see [`crate::commands`]' tty proxy).
+    Connected(OwnedFd),
+}
+
+impl ConsoleSocket {
+    /// The socket the init or exec'd process sends the master on, connected here in the
+    /// runtime (before the child exists: a listener's path is a host path the child can no
+    /// longer see after pivot_root).
+    pub fn connect(&self) -> Result<OwnedFd> {
+        match self {
+            ConsoleSocket::Path(path) => {
+                let stream = std::os::unix::net::UnixStream::connect(path)
+                    .map_err(|e| Error::io("connect console socket", path, e))?;
+                Ok(OwnedFd::from(stream))
+            }
+            ConsoleSocket::Connected(fd) => nix::unistd::dup(fd).map_err(Error::sys("dup")),
+        }
+    }
 }
 
 /// In the init, after pivot_root: make the pty, hand the master to the socket, and make the

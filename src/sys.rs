@@ -267,3 +267,32 @@ pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
     Errno::result(ret).map(drop)
 }
+
+/// `ioctl(fd, TIOCGWINSZ)`: the terminal's window size.
+pub fn get_winsize(fd: BorrowedFd<'_>) -> Result<libc::winsize, Errno> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` through the pointer, which points to a
+    // live, properly sized local.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    Errno::result(ret).map(|_| ws)
+}
+
+/// `ioctl(fd, TIOCSWINSZ)`: set the terminal's window size (the kernel sends SIGWINCH to its
+/// foreground process group).
+pub fn set_winsize(fd: BorrowedFd<'_>, ws: &libc::winsize) -> Result<(), Errno> {
+    // SAFETY: TIOCSWINSZ only reads one `struct winsize` through the pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) };
+    Errno::result(ret).map(drop)
+}
+
+/// Take ownership of a descriptor the kernel just gave us in an SCM_RIGHTS message.
+pub fn own_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: SCM_RIGHTS installs a new descriptor in our table for each fd sent; nothing else
+    // in this process knows of it, so this is its only owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

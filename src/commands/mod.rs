@@ -1,5 +1,6 @@
 //! One function per CLI verb: thin adapters from parsed arguments to the container layer.
 
+mod attach;
 mod cgroup_cmds;
 mod info;
 pub use info::version_text;
@@ -63,7 +64,10 @@ pub(crate) fn create_options(args: &CreateArgs) -> create::CreateOptions {
     create::CreateOptions {
         bundle: args.bundle.clone(),
         pid_file: args.pid_file.clone(),
-        console_socket: args.console_socket.clone(),
+        console: args
+            .console_socket
+            .clone()
+            .map(crate::console::ConsoleSocket::Path),
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
         preserve_fds: args.preserve_fds,

@@ -8,7 +8,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use super::attach::{self, TtyProxy};
 use crate::cli::RunArgs;
+use crate::console::ConsoleSocket;
 use crate::container::{self, create};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -27,17 +29,23 @@ const FORWARDED: [Signal; 8] = [
 
 pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let id = &args.create.id;
-    let opts = super::create_options(&args.create);
+    let mut opts = super::create_options(&args.create);
+    let attach = attach_unless(args.detach, &mut opts.console)?;
     // Block the forwarded signals before the init exists: they are then queued for our
     // signalfd instead of killing us mid-way. The init restores its own mask before exec.
     let (forwarded, previous) = block_forwarded(args.detach)?;
     let created = create::create(root, id, &opts)?;
-    if let Err(e) = container::start_dir(&created.dir) {
-        created.init.kill_and_reap();
-        created.state.cgroup.remove();
-        let _ = created.dir.remove();
-        return Err(e);
-    }
+    let started =
+        receive_tty(attach).and_then(|tty| container::start_dir(&created.dir).map(|()| tty));
+    let mut tty = match started {
+        Ok(tty) => tty,
+        Err(e) => {
+            created.init.kill_and_reap();
+            created.state.cgroup.remove();
+            let _ = created.dir.remove();
+            return Err(e);
+        }
+    };
     if args.detach {
         return Ok(0);
     }
@@ -45,7 +53,8 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let init = created.init;
     drop(created.dir);
 
-    let status = wait_forwarding(&init, &forwarded);
+    let status = wait_forwarding(&init, &forwarded, tty.as_mut());
+    drop(tty); // the caller's terminal mode is restored before anything else is printed
     if let Some(previous) = previous {
         let _ = previous.thread_set_mask();
     }
@@ -54,6 +63,27 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         container::delete(root, id, true)?;
     }
     Ok(status)
+}
+
+/// A foreground process with no --console-socket gets the caller's terminal, if it asks for
+/// one: hand the container our own socket (see [`attach`]).
+fn attach_unless(
+    detach: bool,
+    console: &mut Option<ConsoleSocket>,
+) -> Result<Option<attach::Attach>> {
+    if detach || console.is_some() {
+        return Ok(None);
+    }
+    let (ours, theirs) = attach::socket_pair()?;
+    *console = Some(theirs);
+    Ok(Some(ours))
+}
+
+fn receive_tty(attach: Option<attach::Attach>) -> Result<Option<TtyProxy>> {
+    Ok(match attach {
+        Some(attach) => attach.receive()?,
+        None => None,
+    })
 }
 
 /// Block the signals a foreground `run`/`exec` forwards (nothing when detaching); returns the
@@ -71,25 +101,56 @@ fn block_forwarded(detach: bool) -> Result<(SigSet, Option<SigSet>)> {
 }
 
 /// Wait for the init's exit with its pidfd (never a SIGCHLD that could be lost), passing on
-/// every forwarded signal that reaches us meanwhile.
-fn wait_forwarding(init: &crate::process::parent::Init, forwarded: &SigSet) -> Result<i32> {
+/// every forwarded signal that reaches us meanwhile, and copying between the caller's stdio
+/// and the pty when attached to one (where SIGWINCH resizes the pty instead).
+fn wait_forwarding(
+    init: &crate::process::parent::Init,
+    forwarded: &SigSet,
+    mut tty: Option<&mut TtyProxy>,
+) -> Result<i32> {
     let sfd = SignalFd::with_flags(forwarded, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(Error::sys("signalfd"))?;
     loop {
-        let mut fds = [
+        let (stdin, master) = tty.as_deref().map_or((None, None), TtyProxy::fds);
+        let mut fds = vec![
             PollFd::new(init.pidfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
         ];
+        fds.extend(stdin.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        let master_at = fds.len();
+        fds.extend(master.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        let (has_stdin, has_master) = (stdin.is_some(), master.is_some());
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Error::sys("poll")(e)),
             Ok(_) => {}
         }
-        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if let Some(tty) = tty.as_deref_mut() {
+            if has_stdin && ready[2] {
+                tty.from_stdin();
+            }
+            if has_master && ready[master_at] {
+                tty.from_master();
+            }
+        }
+        if ready[0] {
+            if let Some(tty) = tty.as_deref_mut() {
+                tty.drain();
+            }
             return init.wait_exit();
         }
         while let Ok(Some(info)) = sfd.read_signal() {
-            let _ = sys::pidfd_send_signal(init.pidfd.as_fd(), info.ssi_signo as i32);
+            match tty.as_deref() {
+                Some(tty) if info.ssi_signo == Signal::SIGWINCH as u32 => tty.resize(),
+                _ => {
+                    let _ = sys::pidfd_send_signal(init.pidfd.as_fd(), info.ssi_signo as i32);
+                }
+            }
         }
     }
 }
@@ -97,7 +158,7 @@ fn wait_forwarding(init: &crate::process::parent::Init, forwarded: &SigSet) -> R
 /// `exec`: start a process in the container; unless --detach, wait for it (forwarding signals)
 /// and return its exit status.
 pub fn exec(root: &Path, args: &crate::cli::ExecArgs) -> Result<i32> {
-    let opts = container::exec::ExecOptions {
+    let mut opts = container::exec::ExecOptions {
         process_file: args.process.clone(),
         args: args.command.clone(),
         cwd: args.cwd.clone(),
@@ -107,16 +168,25 @@ pub fn exec(root: &Path, args: &crate::cli::ExecArgs) -> Result<i32> {
         caps: args.cap.clone(),
         no_new_privs: args.no_new_privs,
         tty: args.tty,
-        console_socket: args.console_socket.clone(),
+        console: args.console_socket.clone().map(ConsoleSocket::Path),
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
     };
+    let attach = attach_unless(args.detach, &mut opts.console)?;
     let (forwarded, previous) = block_forwarded(args.detach)?;
     let proc = container::exec::exec(root, &args.id, &opts)?;
     if args.detach {
         return Ok(0);
     }
-    let status = wait_forwarding(&proc, &forwarded);
+    let mut tty = match receive_tty(attach) {
+        Ok(tty) => tty,
+        Err(e) => {
+            proc.kill_and_reap();
+            return Err(e);
+        }
+    };
+    let status = wait_forwarding(&proc, &forwarded, tty.as_mut());
+    drop(tty);
     if let Some(previous) = previous {
         let _ = previous.thread_set_mask();
     }

@@ -11,6 +11,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::mkfifo;
 
 use crate::cgroups::Cgroup;
+use crate::console::ConsoleSocket;
 use crate::error::{Error, Result};
 use crate::hooks::{self, Phase};
 use crate::namespaces::Namespaces;
@@ -18,11 +19,11 @@ use crate::process::{parent, pidinfo, CreatePlan};
 use crate::spec::Bundle;
 use crate::state::{self, ContainerDir, State, Status};
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
+    pub console: Option<ConsoleSocket>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
@@ -45,7 +46,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         .process()
         .as_ref()
         .expect("validated: process present");
-    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+    if process.terminal() == Some(true) && opts.console.is_none() {
         return Err(Error::Unsupported(
             "process.terminal is true: a --console-socket is needed to receive the pty (or set \"terminal\": false)".into(),
         ));
@@ -124,8 +125,8 @@ fn create_in(
         preserve_fds: opts.preserve_fds,
         pre_pivot_hooks: creating_hooks.iter().any(|p| !p.of(hooks).is_empty()),
         cgroup,
-        console: match (&opts.console_socket, process_terminal(bundle)) {
-            (Some(path), true) => Some(crate::console::connect(path)?),
+        console: match (&opts.console, process_terminal(bundle)) {
+            (Some(socket), true) => Some(socket.connect()?),
             _ => None,
         },
     };

@@ -23,7 +23,7 @@ pub struct ExecOptions {
     pub caps: Vec<String>,
     pub no_new_privs: bool,
     pub tty: bool,
-    pub console_socket: Option<PathBuf>,
+    pub console: Option<crate::console::ConsoleSocket>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
 }
@@ -45,8 +45,8 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
         _ => {}
     }
     let process = build_process(&state.bundle, opts)?;
-    let console = match (process.terminal() == Some(true), &opts.console_socket) {
-        (true, Some(path)) => Some(crate::console::connect(path)?),
+    let console = match (process.terminal() == Some(true), &opts.console) {
+        (true, Some(socket)) => Some(socket.connect()?),
         (true, None) => {
             return Err(Error::Unsupported(
                 "exec: a terminal needs --console-socket to receive the pty".into(),

@@ -101,7 +101,7 @@ impl TtyProxy {
     }
 
     /// stdin is readable: pass what is there to the container (EOF: stop reading it).
-    pub fn from_stdin(&mut self) {
+    pub fn copy_stdin(&mut self) {
         let mut buf = [0u8; 4096];
         match nix::unistd::read(self.stdin.as_fd(), &mut buf) {
             Ok(0) | Err(_) => self.stdin_open = false,
@@ -115,7 +115,7 @@ impl TtyProxy {
 
     /// The master is readable: copy the container's output to stdout. EIO means every
     /// slave end is closed.
-    pub fn from_master(&mut self) {
+    pub fn copy_master(&mut self) {
         let mut buf = [0u8; 8192];
         match nix::unistd::read(self.master.as_fd(), &mut buf) {
             Ok(0) | Err(_) => self.master_open = false,
@@ -137,7 +137,7 @@ impl TtyProxy {
             )
             .is_ok_and(|n| n > 0)
         {
-            self.from_master();
+            self.copy_master();
         }
     }
 

@@ -132,10 +132,10 @@ fn wait_forwarding(
         drop(fds);
         if let Some(tty) = tty.as_deref_mut() {
             if has_stdin && ready[2] {
-                tty.from_stdin();
+                tty.copy_stdin();
             }
             if has_master && ready[master_at] {
-                tty.from_master();
+                tty.copy_master();
             }
         }
         if ready[0] {

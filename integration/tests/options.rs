@@ -211,3 +211,60 @@ fn delete_force_clears_a_dead_create() {
     env.gpurun(&["delete", "--force", &id]).assert_ok();
     env.assert_clean();
 }
+
+/// systemd socket activation: with `LISTEN_PID` = the runtime's pid, its `LISTEN_FDS` fds
+/// (from 3) reach the container, then the --preserve-fds ones, and the container is told
+/// `LISTEN_FDS=N LISTEN_PID=1` (runc's behaviour).
+#[test]
+fn socket_activation_fds_are_passed_on() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("listen_fds");
+    for (n, text) in [(3, "listen socket"), (4, "preserved"), (5, "not passed")] {
+        std::fs::write(env.dir.join(format!("fd{n}.txt")), format!("{text}\n")).unwrap();
+    }
+    env.config(|s| {
+        set_args(
+            s,
+            &[
+                "sh",
+                "-c",
+                "echo fds=$LISTEN_FDS pid=$LISTEN_PID; cat <&3; cat <&4; cat <&5 && echo LEAK",
+            ],
+        )
+    });
+    let run = |listen_pid: &str| {
+        let script = format!(
+            "LISTEN_PID={listen_pid} LISTEN_FDS=1 exec \"$0\" --root \"$1\" run --preserve-fds 1 \
+             --bundle \"$2\" \"$3\" 3<fd3.txt 4<fd4.txt 5<fd5.txt"
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(bin())
+            .arg(&env.state)
+            .arg(&env.bundle)
+            .arg(env.id())
+            .current_dir(&env.dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // `$$` is the shell, which execs the runtime: the same pid.
+    let stdout = run("$$");
+    assert!(stdout.contains("fds=1 pid=1"), "{stdout}");
+    assert!(stdout.contains("listen socket"), "{stdout}");
+    assert!(stdout.contains("preserved"), "{stdout}");
+    assert!(!stdout.contains("LEAK"), "fd 5 leaked: {stdout}");
+    // LISTEN_PID naming another process: nothing is passed and nothing announced.
+    let stdout = run("1");
+    assert!(stdout.contains("fds= pid="), "{stdout}");
+    assert!(
+        stdout.contains("listen socket"),
+        "fd 3 is then the --preserve-fds one: {stdout}"
+    );
+    assert!(!stdout.contains("preserved"), "{stdout}");
+    env.assert_clean();
+}

@@ -61,6 +61,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
 }
 
 pub(crate) fn create_options(args: &CreateArgs) -> create::CreateOptions {
+    let listen_fds = socket_activation_fds();
     create::CreateOptions {
         bundle: args.bundle.clone(),
         pid_file: args.pid_file.clone(),
@@ -70,7 +71,30 @@ pub(crate) fn create_options(args: &CreateArgs) -> create::CreateOptions {
             .map(crate::console::ConsoleSocket::Path),
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
-        preserve_fds: args.preserve_fds,
+        // As runc: the activation sockets come first (from fd 3), the --preserve-fds after them.
+        preserve_fds: listen_fds + args.preserve_fds,
+        extra_env: match listen_fds {
+            0 => Vec::new(),
+            n => vec![format!("LISTEN_FDS={n}"), "LISTEN_PID=1".to_string()],
+        },
+    }
+}
+
+/// systemd socket activation (sd_listen_fds(3)): when `LISTEN_PID` names us, the `LISTEN_FDS`
+/// descriptors from fd 3 on are passed to the container, which is told of them as if it were
+/// the activated process (its init is pid 1 in its namespace).
+fn socket_activation_fds() -> i32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .filter(|n| *n > 0);
+    match (ours, count) {
+        (true, Some(n)) => n,
+        _ => 0,
     }
 }
 

@@ -26,7 +26,10 @@ pub struct CreateOptions {
     pub console: Option<ConsoleSocket>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// Descriptors from 3 on passed to the container (`--preserve-fds` plus socket activation).
     pub preserve_fds: i32,
+    /// Appended to process.env.
+    pub extra_env: Vec<String>,
 }
 
 /// A container whose init waits for `start`.
@@ -123,6 +126,7 @@ fn create_in(
         no_new_keyring: opts.no_new_keyring,
         id: &dir.id,
         preserve_fds: opts.preserve_fds,
+        extra_env: &opts.extra_env,
         pre_pivot_hooks: creating_hooks.iter().any(|p| !p.of(hooks).is_empty()),
         cgroup,
         console: match (&opts.console, process_terminal(bundle)) {

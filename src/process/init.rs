@@ -102,7 +102,8 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     set_oom_score_adj(process)?;
     // cwd while still root, so a directory only root can enter still works (runc does the same).
     enter_cwd(process.cwd())?;
-    let env = environment(process);
+    let mut env = environment(process);
+    env.extend_from_slice(plan.extra_env);
     // Resolve args[0] now, so a missing binary fails `create`, not the later `start`.
     let args = process.args().as_deref().unwrap_or_default();
     let exe = lookup_path(&args[0], &env)?;

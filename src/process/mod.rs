@@ -26,6 +26,8 @@ pub struct CreatePlan<'a> {
     pub no_new_keyring: bool,
     pub id: &'a str,
     pub preserve_fds: i32,
+    /// Appended to process.env (systemd socket activation: `LISTEN_FDS`, `LISTEN_PID`).
+    pub extra_env: &'a [String],
     /// `--console-socket`, connected: the init sends its pty master there (process.terminal).
     pub console: Option<OwnedFd>,
     /// The container's cgroup, made by the parent; the init joins it first thing.

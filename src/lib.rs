@@ -24,3 +24,4 @@ pub mod spec;
 pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod userns;

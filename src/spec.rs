@@ -34,6 +34,8 @@ pub enum SpecError {
     DuplicateNamespace(String),
     #[error("config.json: {0} namespaces are not supported yet")]
     UnsupportedNamespace(String),
+    #[error("config.json: {0}")]
+    Mappings(&'static str),
     #[error("config.json: process.cwd {0:?} must be an absolute path")]
     RelativeCwd(String),
     #[error("config.json: setting the hostname needs a new or joined uts namespace")]
@@ -148,9 +150,36 @@ pub fn validate(spec: &Spec) -> Result<()> {
             return Err(SpecError::DuplicateNamespace(kind.to_string()));
         }
         seen.push(kind);
-        if matches!(kind, LinuxNamespaceType::User | LinuxNamespaceType::Time) {
-            return Err(SpecError::UnsupportedNamespace(kind.to_string()));
+        if kind == LinuxNamespaceType::Time
+            || (kind == LinuxNamespaceType::User && ns.path().is_some())
+        {
+            return Err(SpecError::UnsupportedNamespace(match kind {
+                LinuxNamespaceType::User => "joining existing user".to_string(),
+                _ => kind.to_string(),
+            }));
         }
+    }
+    let mapped =
+        |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| m.is_some_and(|m| !m.is_empty());
+    let (uids, gids) = (
+        mapped(linux.and_then(|l| l.uid_mappings().as_ref())),
+        mapped(linux.and_then(|l| l.gid_mappings().as_ref())),
+    );
+    if seen.contains(&LinuxNamespaceType::User) {
+        if !uids {
+            return Err(SpecError::Mappings(
+                "user namespaces enabled, but no uid mappings found",
+            ));
+        }
+        if !gids {
+            return Err(SpecError::Mappings(
+                "user namespaces enabled, but no gid mappings found",
+            ));
+        }
+    } else if uids || gids {
+        return Err(SpecError::Mappings(
+            "uid/gid mappings given, but user namespaces not enabled in config",
+        ));
     }
     if !seen.contains(&LinuxNamespaceType::Mount) {
         return Err(SpecError::NoMountNamespace);

@@ -26,6 +26,11 @@ ln -sf pts/ptmx $R/dev/ptmx
 mount -t tmpfs -o mode=1777 shm $R/dev/shm
 mount -t mqueue mqueue $R/dev/mqueue
 mount -t tmpfs -o mode=755 tmpfs $R/run
+# Engine storage (and the tests' temp dirs) must not be overlay-on-overlay: containerd's and
+# Podman's snapshotters mount overlays of their own there.
+for d in /tmp /var/tmp /var/lib/containers /var/lib/containerd; do
+	mkdir -p "$R$d" && mount -t tmpfs -o mode=1777 tmpfs "$R$d"
+done
 
 # Pure cgroup v2; delegate every available controller to children of the root.
 mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || die "cgroup2 mount failed"

@@ -245,6 +245,15 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Move `pid` into the cgroup (for an init in a user namespace, which cannot itself write
+    /// the host-owned cgroup.procs files).
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for procs in self.procs_files() {
+            fs::write(&procs, &pid.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Pids of every process in the container's cgroup.
     pub fn pids(&self) -> Vec<i32> {
         let dir = self

@@ -54,8 +54,13 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         .thread_set_mask()
         .map_err(Error::sys("sigprocmask"))?;
 
-    // Into the cgroup before anything else runs, then (if asked) a cgroup namespace rooted there.
-    if !in_cgroup {
+    let userns = plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER);
+    if userns {
+        become_namespace_root(chan)?;
+    }
+    // Into the cgroup before anything else runs (the parent did it for a user namespace), then
+    // (if asked) a cgroup namespace rooted there.
+    if !in_cgroup && !userns {
         plan.cgroup.join_self()?;
     }
     if plan.namespaces.new.contains(CloneFlags::CLONE_NEWCGROUP) {
@@ -67,8 +72,11 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         join_keyring(plan.id)?;
     }
     set_hostname(plan)?;
-    let own_cgroup = (!plan.namespaces.has(CloneFlags::CLONE_NEWCGROUP)).then_some(plan.cgroup);
-    rootfs::prepare(plan.bundle, own_cgroup)?;
+    // The container's own cgroup dirs are bound where a fresh cgroup mount would show the host
+    // hierarchy (no cgroup namespace) or is not allowed (v1 in a user namespace).
+    let bind_cgroups = !plan.namespaces.has(CloneFlags::CLONE_NEWCGROUP)
+        || (userns && !rootfs::cgroupfs::is_unified_host());
+    rootfs::prepare(plan.bundle, bind_cgroups.then_some(plan.cgroup), userns)?;
     let hooks = plan.bundle.spec.hooks().as_ref();
     let state = if plan.pre_pivot_hooks {
         chan.send(&Msg::Hooks)?;
@@ -285,6 +293,20 @@ pub(super) fn switch_user(process: &Process) -> Result<()> {
     setresuid(uid, uid, uid).map_err(Error::sys("setresuid"))?;
     prctl::set_keepcaps(false).map_err(Error::sys("prctl(PR_SET_KEEPCAPS)"))?;
     capabilities::apply_sets(caps)
+}
+
+/// In a new user namespace: wait for the parent to write our maps (step 0 of sync.rs), then
+/// take uid/gid 0 of the namespace — until then our ids are unmapped and we could not even
+/// create a file.
+fn become_namespace_root(chan: &Channel) -> Result<()> {
+    chan.expect(Msg::Mapped)?;
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(Error::sys(
+        "setresgid(0) in the user namespace (is container gid 0 mapped?)",
+    ))?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(Error::sys(
+        "setresuid(0) in the user namespace (is container uid 0 mapped?)",
+    ))?;
+    Ok(())
 }
 
 /// Block until `start` writes a byte into the exec fifo (see [`crate::container::start`]).

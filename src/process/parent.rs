@@ -39,12 +39,30 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
             drop(parent_end);
             init::run(plan, child_end, in_cgroup)
         }
-        Forked::Parent { pid, pidfd } => Ok(Init {
-            pid,
-            pidfd,
-            chan: parent_end,
-        }),
+        Forked::Parent { pid, pidfd } => {
+            let init = Init {
+                pid,
+                pidfd,
+                chan: parent_end,
+            };
+            if plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER) {
+                if let Err(e) = map_user_namespace(plan, &init) {
+                    init.kill_and_reap();
+                    return Err(e);
+                }
+            }
+            Ok(init)
+        }
     }
+}
+
+/// Step 0 of sync.rs: give the init in its new user namespace an identity and its cgroup.
+fn map_user_namespace(plan: &CreatePlan, init: &Init) -> Result<()> {
+    let linux = plan.bundle.spec.linux().as_ref();
+    let linux = linux.expect("validated: a user namespace comes with linux.uidMappings");
+    crate::userns::write_mappings(init.pid, linux)?;
+    plan.cgroup.add(init.pid.as_raw())?;
+    init.chan.send(&Msg::Mapped)
 }
 
 impl Init {

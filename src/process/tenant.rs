@@ -21,14 +21,16 @@ use crate::namespaces::{clone_in_pid_ns, Join};
 use crate::sys::{self, Forked};
 
 /// The namespaces to enter, in the order runc's nsexec enters them (mount late: it changes
-/// our root to the container's).
-const NAMESPACES: [(&str, CloneFlags); 6] = [
+/// our root to the container's), and the user namespace last: until then we act with our
+/// host privileges, which every other namespace of the container is subject to.
+const NAMESPACES: [(&str, CloneFlags); 7] = [
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
     ("pid", CloneFlags::CLONE_NEWPID),
     ("mnt", CloneFlags::CLONE_NEWNS),
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("user", CloneFlags::CLONE_NEWUSER),
 ];
 
 /// The init's namespaces that differ from ours, as fds (checked against pid reuse by the caller).

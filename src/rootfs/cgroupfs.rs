@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 
 use crate::cgroups::ROOT as CGROUP_ROOT;
 
-fn is_unified_host() -> bool {
+pub fn is_unified_host() -> bool {
     nix::sys::statfs::statfs(CGROUP_ROOT)
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
@@ -122,6 +122,7 @@ fn bind(source: &Path, target: &Path, flags: MsFlags) -> nix::Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )?;
+    let flags = flags | super::paths::kept_flags(target)?;
     mount(
         None::<&str>,
         target,

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
+use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{fchmodat, fstatat, makedev, mknodat, FchmodatFlags, Mode, SFlag};
 use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
@@ -63,6 +64,25 @@ pub fn spec_node(d: &LinuxDevice) -> Node {
         uid: d.uid().unwrap_or(0),
         gid: d.gid().unwrap_or(0),
     }
+}
+
+/// In a user namespace mknod is not allowed: bind the host's node at the same path over an
+/// empty file instead (runc does the same).
+pub fn bind_node(rootfs: &Path, rootfd: BorrowedFd<'_>, node: &Node) -> Result<()> {
+    let rel = resolve(rootfs, &node.path)?;
+    let target = super::resolve::ensure_in_root(rootfd, &rel, true)?;
+    mount(
+        Some(node.path.as_str()),
+        &super::resolve::fd_path(&target),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|errno| Error::SysPath {
+        syscall: "bind device",
+        path: node.path.clone().into(),
+        errno,
+    })
 }
 
 /// Create `node` inside the rootfs. An existing node of the same kind and numbers is kept;

@@ -23,7 +23,8 @@ use crate::spec::Bundle;
 /// Everything up to (not including) pivot_root.
 /// `own_cgroup`: the container's cgroup when it has no cgroup namespace of its own (its
 /// directories are then bind-mounted for `cgroup` mounts, see cgroupfs.rs).
-pub fn prepare(bundle: &Bundle, own_cgroup: Option<&Cgroup>) -> Result<()> {
+/// `userns`: the init is in a new user namespace (devices are then bound, not made).
+pub fn prepare(bundle: &Bundle, own_cgroup: Option<&Cgroup>, userns: bool) -> Result<()> {
     let spec = &bundle.spec;
     let rootfs = bundle.rootfs.as_path();
     // Nothing we mount below may propagate back to the host.
@@ -65,8 +66,13 @@ pub fn prepare(bundle: &Bundle, own_cgroup: Option<&Cgroup>) -> Result<()> {
     });
     let linux = spec.linux().as_ref();
     if !dev_is_bound {
+        let make = if userns {
+            devices::bind_node
+        } else {
+            devices::create_node
+        };
         for node in devices::default_nodes() {
-            devices::create_node(rootfs, rootfd.as_fd(), &node)?;
+            make(rootfs, rootfd.as_fd(), &node)?;
         }
         devices::create_symlinks(rootfs, rootfd.as_fd())?;
         for d in linux
@@ -74,7 +80,7 @@ pub fn prepare(bundle: &Bundle, own_cgroup: Option<&Cgroup>) -> Result<()> {
             .into_iter()
             .flatten()
         {
-            devices::create_node(rootfs, rootfd.as_fd(), &devices::spec_node(d))?;
+            make(rootfs, rootfd.as_fd(), &devices::spec_node(d))?;
         }
     }
 

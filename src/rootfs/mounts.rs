@@ -148,25 +148,45 @@ pub fn mount_entry(
         // mount (reopen the target: the fd above still points at the covered inode).
         if !opts.flags.is_empty() {
             let covered = super::resolve::open_in_root(&rootfd, &rel, nix::fcntl::OFlag::O_PATH)?;
+            let path = fd_path(&covered);
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.flags;
-            mount(
-                None::<&str>,
-                &fd_path(&covered),
-                None::<&str>,
-                flags,
-                None::<&str>,
-            )
+            let remount = |flags| mount(None::<&str>, &path, None::<&str>, flags, None::<&str>);
+            // EPERM: the source's flags are locked (in a user namespace); repeat them (runc too).
+            match remount(flags) {
+                Err(nix::errno::Errno::EPERM) => {
+                    remount(flags | super::paths::kept_flags(&path).map_err(fail)?)
+                }
+                other => other,
+            }
             .map_err(fail)?;
         }
     } else {
-        mount(
+        match mount(
             source.as_deref(),
             &target_path,
             Some(typ),
             opts.flags,
             data.as_deref(),
-        )
-        .map_err(fail)?;
+        ) {
+            // A user namespace without a network namespace of its own may not mount sysfs:
+            // the host's /sys, bound recursively, is what runc gives it then.
+            Err(nix::errno::Errno::EPERM) if typ == "sysfs" => {
+                mount(
+                    Some("/sys"),
+                    &target_path,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(fail)?;
+                let bound = super::resolve::open_in_root(&rootfd, &rel, nix::fcntl::OFlag::O_PATH)?;
+                let path = fd_path(&bound);
+                let kept = super::paths::kept_flags(&path).map_err(fail)?;
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.flags | kept;
+                mount(None::<&str>, &path, None::<&str>, flags, None::<&str>).map_err(fail)?;
+            }
+            other => other.map_err(fail)?,
+        }
     }
     if !opts.propagation.is_empty() {
         let mounted = super::resolve::open_in_root(&rootfd, &rel, nix::fcntl::OFlag::O_PATH)?;

@@ -109,8 +109,17 @@ pub fn make_readonly(path: &str) -> Result<()> {
 /// Remount a mount read-only, keeping the flags it already has (the kernel refuses to clear
 /// locked flags such as nosuid on a remount).
 pub fn remount_readonly(path: &Path) -> nix::Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let flags = flags | kept_flags(path)?;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+}
+
+/// The flags of the mount at `path` that a bind remount must repeat: the kernel refuses to
+/// clear nosuid/nodev/noexec/atime flags that are locked (every mount inherited into a user
+/// namespace's mount namespace), and they are what the user had anyway.
+pub fn kept_flags(path: &Path) -> nix::Result<MsFlags> {
     let current = statvfs(path)?.flags();
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let mut flags = MsFlags::empty();
     for (fs, ms) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
@@ -123,7 +132,7 @@ pub fn remount_readonly(path: &Path) -> nix::Result<()> {
             flags |= ms;
         }
     }
-    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+    Ok(flags)
 }
 
 /// Write one `linux.sysctl` entry (key validated in spec::validate).

@@ -208,7 +208,12 @@ pub fn bpf_prog_load(
         license: license.as_ptr() as u64,
         log_level: u32::from(!log.is_empty()),
         log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        // The kernel refuses a buffer without a log level: no log, no pointer.
+        log_buf: if log.is_empty() {
+            0
+        } else {
+            log.as_mut_ptr() as u64
+        },
     };
     const BPF_PROG_LOAD: libc::c_long = 5;
     // SAFETY: `attr` is a valid prefix of `union bpf_attr` (the kernel zero-extends shorter

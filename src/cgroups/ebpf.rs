@@ -132,30 +132,47 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
     prog
 }
 
+/// The end of the verifier's log (where it says what it rejected), kept short: the error
+/// goes to engines that read our stderr only after we exit.
+fn verifier_tail(log: &[u8]) -> String {
+    let len = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+    let text = String::from_utf8_lossy(&log[..len]);
+    let text = text.trim();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(5)..].join("; ");
+    match tail.len() {
+        0 => String::new(),
+        n if n > 1000 => format!(": …{}", &tail[tail.ceil_char_boundary(n - 1000)..]),
+        _ => format!(": {tail}"),
+    }
+}
+
+/// Load (verify) the program for `rules`.
+fn load_filter(rules: &[Rule]) -> Result<std::os::fd::OwnedFd> {
+    let insns: Vec<[u8; 8]> = program(rules).into_iter().map(Insn::encode).collect();
+    let load = |log: &mut [u8]| {
+        crate::sys::bpf_prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, &insns, c"Apache", log)
+    };
+    // Without a log first: a verifier log longer than its buffer fails the load (ENOSPC) even
+    // for a good program, and a container with every host device (`--privileged`) makes a
+    // long one. Only a failed load is repeated, to say why.
+    match load(&mut []) {
+        Ok(fd) => Ok(fd),
+        Err(errno) => {
+            let mut log = vec![0u8; 256 * 1024];
+            let _ = load(&mut log);
+            Err(CgroupError::Bpf {
+                op: "load device filter",
+                errno,
+                log: verifier_tail(&log),
+            })
+        }
+    }
+}
+
 /// Load the program for `rules` and attach it to the cgroup directory `dir`.
 pub fn attach_device_filter(dir: &Path, rules: &[Rule]) -> Result<()> {
-    let insns: Vec<[u8; 8]> = program(rules).into_iter().map(Insn::encode).collect();
-    let mut log = vec![0u8; 64 * 1024];
-    let prog =
-        match crate::sys::bpf_prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, &insns, c"Apache", &mut log) {
-            Ok(fd) => fd,
-            Err(errno) => {
-                let text =
-                    String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)])
-                        .trim()
-                        .to_string();
-                let log = if text.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {text}")
-                };
-                return Err(CgroupError::Bpf {
-                    op: "load device filter",
-                    errno,
-                    log,
-                });
-            }
-        };
+    let prog = load_filter(rules)?;
     let cgroup = open(
         dir,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -268,5 +285,27 @@ mod tests {
         // The deny-all rule is the last block: nothing unreachable follows it.
         assert_eq!(prog[prog.len() - 1], exit());
         assert_eq!(prog[prog.len() - 2], mov64(0, 0));
+    }
+
+    /// `--privileged` on a machine with hundreds of devices: one rule per device must still
+    /// give a program the kernel accepts.
+    #[test]
+    fn a_filter_for_hundreds_of_devices_loads() {
+        if !nix::unistd::geteuid().is_root() {
+            println!("skipped: loading a BPF program needs root");
+            return;
+        }
+        let spec: Vec<oci_spec::runtime::LinuxDeviceCgroup> = (0..700)
+            .map(|i| {
+                serde_json::from_value(serde_json::json!(
+                    {"allow": true, "type": if i % 3 == 0 { "b" } else { "c" },
+                     "major": i / 50, "minor": i % 50, "access": "rwm"}
+                ))
+                .unwrap()
+            })
+            .collect();
+        let rules = super::super::devices::rules(&spec, &[]);
+        let loaded = load_filter(&rules);
+        assert!(loaded.is_ok(), "{} rules: {loaded:?}", rules.len());
     }
 }

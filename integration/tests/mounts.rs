@@ -358,3 +358,35 @@ fn linux_devices_entry() {
     );
     env.assert_clean();
 }
+
+/// `ctr run --mount type=cgroup,…` adds a second cgroup mount on /sys/fs/cgroup to a spec that
+/// has one already; with and without a cgroup namespace both must mount (read-only here).
+#[test]
+fn cgroup_mounted_twice() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("cgroup_twice");
+    for cgroupns in [true, false] {
+        let out = env.sh(
+            "grep -c ' /sys/fs/cgroup' /proc/self/mountinfo; touch /sys/fs/cgroup/x 2>/dev/null || echo read-only",
+            |s| {
+                s["mounts"].as_array_mut().unwrap().push(json!({
+                    "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                    "options": ["ro", "nosuid", "noexec", "nodev"]
+                }));
+                let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.retain(|n| n["type"] != "cgroup");
+                if cgroupns {
+                    ns.push(json!({"type": "cgroup"}));
+                }
+            },
+        );
+        assert!(
+            out.stdout.contains("read-only"),
+            "cgroupns={cgroupns}: {}",
+            out.describe()
+        );
+    }
+    env.assert_clean();
+}

@@ -138,7 +138,8 @@ fn mapping_mistakes_fail_create_cleanly() {
     });
     // (runc 1.1 ignores the maps then; newer runc refuses them, as gpurun does.)
     if is_gpurun() {
-        env.create(&env.id()).assert_err("user namespaces not enabled");
+        env.create(&env.id())
+            .assert_err("user namespaces not enabled");
     }
     // A map the kernel refuses (overlapping ranges): the init is killed, nothing is left.
     env.config(|s| {

@@ -8,6 +8,7 @@
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
@@ -46,17 +47,39 @@ pub fn mount_cgroupfs(
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let covered = ensure_in_root(rootfd, rel, false)?;
     if is_unified_host() {
-        return match own.and_then(|cg| cg.v2.as_deref()) {
-            Some(dir) => bind(dir, &fd_path(&covered), flags | base).map_err(fail),
-            None => mount(
+        let covered_path = fd_path(&covered);
+        let existing; // keeps the fd behind a /proc/self/fd source open until the bind
+        let bind_source = match own.and_then(|cg| cg.v2.as_deref()) {
+            Some(dir) => dir.to_path_buf(),
+            None => match mount(
                 Some("cgroup2"),
-                &fd_path(&covered),
+                &covered_path,
                 Some("cgroup2"),
                 flags,
                 None::<&str>,
-            )
-            .map_err(fail),
+            ) {
+                Ok(()) => return Ok(()),
+                // This cgroup2 is mounted here already (a spec with the mount twice, as
+                // `ctr run --mount type=cgroup` makes it): stack a bind of it instead.
+                Err(Errno::EBUSY) => {
+                    existing = open_in_root(rootfd, rel, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+                    fd_path(&existing)
+                }
+                Err(e) => return Err(fail(e)),
+            },
         };
+        mount(
+            Some(&bind_source),
+            &covered_path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(fail)?;
+        // The flags go on the new mount: reach it through a fresh fd (`covered` still names
+        // the directory under it, which is no mount's root).
+        let top = open_in_root(rootfd, rel, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+        return remount_bind(&fd_path(&top), flags | base).map_err(fail);
     }
     // Build the tree writable, then apply the requested flags (usually ro) at the end.
     mount(
@@ -122,6 +145,11 @@ fn bind(source: &Path, target: &Path, flags: MsFlags) -> nix::Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )?;
+    remount_bind(target, flags)
+}
+
+/// Apply `flags` to the bind mount at `target`, keeping the flags it must keep.
+fn remount_bind(target: &Path, flags: MsFlags) -> nix::Result<()> {
     let flags = flags | super::paths::kept_flags(target)?;
     mount(
         None::<&str>,

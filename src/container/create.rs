@@ -50,16 +50,12 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             "process.terminal is true: a --console-socket is needed to receive the pty (or set \"terminal\": false)".into(),
         ));
     }
-    if bundle
-        .spec
-        .linux()
+    // Compiled here, in the parent: a bad profile fails before anything exists.
+    let seccomp = bundle
+        .seccomp
         .as_ref()
-        .is_some_and(|l| l.seccomp().is_some())
-    {
-        crate::logging::warn(
-            "linux.seccomp is not enforced yet: the container runs without its seccomp filter",
-        );
-    }
+        .map(crate::seccomp::compile)
+        .transpose()?;
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
 
     let dir = ContainerDir::create(root, id)?;
@@ -73,7 +69,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             .unwrap_or_default(),
     );
     let result = cgroup.map_err(Error::from).and_then(|cgroup| {
-        create_in(&dir, &bundle, namespaces, &cgroup, opts).inspect_err(|_| cgroup.remove())
+        create_in(&dir, &bundle, namespaces, &cgroup, seccomp.as_ref(), opts)
+            .inspect_err(|_| cgroup.remove())
     });
     match result {
         Ok((state, init)) => Ok(Created { dir, state, init }),
@@ -89,6 +86,7 @@ fn create_in(
     bundle: &Bundle,
     namespaces: Namespaces,
     cgroup: &Cgroup,
+    seccomp: Option<&crate::seccomp::Program>,
     opts: &CreateOptions,
 ) -> Result<(State, parent::Init)> {
     let hooks = bundle.spec.hooks().as_ref();
@@ -112,6 +110,7 @@ fn create_in(
             .contains(nix::sched::CloneFlags::CLONE_NEWPID),
         cgroup: cgroup.clone(),
         hooks: hooks.cloned(),
+        seccomp: bundle.seccomp.clone(),
     };
     let plan = CreatePlan {
         bundle,
@@ -124,6 +123,7 @@ fn create_in(
         preserve_fds: opts.preserve_fds,
         pre_pivot_hooks: creating_hooks.iter().any(|p| !p.of(hooks).is_empty()),
         cgroup,
+        seccomp,
         console: match (&opts.console_socket, process_terminal(bundle)) {
             (Some(path), true) => Some(crate::console::connect(path)?),
             _ => None,

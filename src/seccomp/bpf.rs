@@ -63,10 +63,10 @@ impl Data {
             NR => Some(self.nr as u32),
             ARCH => Some(self.arch),
             // instruction_pointer (8..16) is never read by our filters.
-            16..=63 if off % 4 == 0 => {
+            16..=63 if off.is_multiple_of(4) => {
                 let arg = self.args[(off as usize - 16) / 8];
                 // Little-endian: the low half comes first.
-                Some(if off % 8 == 0 {
+                Some(if off.is_multiple_of(8) {
                     arg as u32
                 } else {
                     (arg >> 32) as u32

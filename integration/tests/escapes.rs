@@ -9,7 +9,10 @@ use std::process::{Command, Stdio};
 /// The host's mount points right now (this test runs in the host's mount namespace).
 fn host_mount_points() -> Vec<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    parse_mountinfo(&text).into_iter().map(|m| m.point).collect()
+    parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| m.point)
+        .collect()
 }
 
 /// `GPURUN --root STATE ARGS…` with the caller's fds 3 and 4 open on host directories and
@@ -83,7 +86,11 @@ fn cve_2024_21626_no_host_fd_reaches_the_container() {
             s["process"]["cwd"] = json!(cwd);
         });
         let out = env.run(&env.id());
-        assert!(!out.stdout.contains("(unreachable)"), "{cwd}: {}", out.describe());
+        assert!(
+            !out.stdout.contains("(unreachable)"),
+            "{cwd}: {}",
+            out.describe()
+        );
         assert!(
             !out.ok() || !out.stdout.contains("usr\n"),
             "{cwd} reached a host directory: {}",
@@ -139,7 +146,10 @@ fn cve_2019_5736_runtime_binary_is_out_of_reach() {
         );
     }
     env.gpurun(&["delete", "--force", &id]).assert_ok();
-    assert!(std::fs::read(bin()).unwrap() == binary, "runtime binary changed");
+    assert!(
+        std::fs::read(bin()).unwrap() == binary,
+        "runtime binary changed"
+    );
     env.assert_clean();
 }
 
@@ -178,8 +188,15 @@ fn cve_2021_30465_symlinked_mount_destinations_stay_inside() {
                 out.describe()
             );
         }
-        assert_eq!(host_mount_points(), before, "{dest}: the host gained a mount");
-        assert_eq!(std::fs::read_to_string(host_dir.join("marker")).unwrap(), "host");
+        assert_eq!(
+            host_mount_points(),
+            before,
+            "{dest}: the host gained a mount"
+        );
+        assert_eq!(
+            std::fs::read_to_string(host_dir.join("marker")).unwrap(),
+            "host"
+        );
         assert_eq!(std::fs::read_dir(&host_dir).unwrap().count(), 1);
     }
     env.assert_clean();
@@ -207,7 +224,11 @@ fn planted_symlinks_cannot_redirect_masks_or_binds() {
     env.config(|s| {
         set_args(
             s,
-            &["sh", "-c", "cat /etc/masked-link; cat /etc/abs-link; echo end"],
+            &[
+                "sh",
+                "-c",
+                "cat /etc/masked-link; cat /etc/abs-link; echo end",
+            ],
         );
         s["linux"]["maskedPaths"]
             .as_array_mut()
@@ -253,7 +274,9 @@ fn default_capabilities_hold() {
     // busybox words EPERM from mount(2) as "permission denied (are you root?)".
     assert!(
         out.stderr.contains("mount: permission denied")
-            && out.stderr.contains("unshare(0x20000): Operation not permitted"),
+            && out
+                .stderr
+                .contains("unshare(0x20000): Operation not permitted"),
         "{}",
         out.describe()
     );
@@ -266,7 +289,9 @@ fn default_capabilities_hold() {
     // a kernel built without module support answers ENOSYS to everyone.
     if Path::new("/proc/modules").exists() {
         assert!(out.stdout.contains("insmod=1"), "{}", out.describe());
-        assert!(out.stderr.contains("insmod: can't insert '/dev/shm/m.ko': Operation not permitted"));
+        assert!(out
+            .stderr
+            .contains("insmod: can't insert '/dev/shm/m.ko': Operation not permitted"));
     } else {
         println!("note: this kernel has no module support; CAP_SYS_MODULE is checked via CapBnd");
     }
@@ -287,9 +312,14 @@ fn default_capabilities_hold() {
     let script = "/bin/busybox-suid grep -E '^(Uid|CapEff)' /proc/self/status; \
                   [ -u /bin/busybox-suid ] && echo suid-bit-set; \
                   /bin/busybox-fcap grep CapEff /proc/self/status";
+    // The process holds no capability itself (with permitted ones, a file capability it
+    // already has may legitimately be kept): under no_new_privs it must gain none.
     let out = env.sh(script, |s| {
         s["process"]["user"] = json!({"uid": 1000, "gid": 1000});
         s["process"]["noNewPrivileges"] = json!(true);
+        for set in ["effective", "permitted", "inheritable", "ambient"] {
+            s["process"]["capabilities"][set] = json!([]);
+        }
     });
     assert!(out.stdout.contains("suid-bit-set"), "{}", out.describe());
     for line in out.stdout.lines() {
@@ -300,7 +330,14 @@ fn default_capabilities_hold() {
             assert_eq!(v.trim(), "0000000000000000", "{}", out.describe());
         }
     }
-    if !has_setcap {
+    if has_setcap {
+        assert_eq!(
+            out.stdout.matches("CapEff:").count(),
+            2,
+            "{}",
+            out.describe()
+        );
+    } else {
         println!("note: setcap unavailable, file-capability case not exercised");
     }
     env.assert_clean();

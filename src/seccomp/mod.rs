@@ -165,18 +165,24 @@ pub struct Program {
 impl Program {
     /// Install every filter into the calling process (needs no_new_privs or CAP_SYS_ADMIN).
     pub fn install(&self) -> Result<(), SeccompError> {
-        for f in &self.filters {
-            let insns: Vec<libc::sock_filter> = f
-                .insns
-                .iter()
-                .map(|i| libc::sock_filter {
-                    code: i.code,
-                    jt: i.jt,
-                    jf: i.jf,
-                    k: i.k,
-                })
-                .collect();
-            crate::sys::seccomp_set_mode_filter(self.flags, &insns).map_err(|errno| {
+        // Converted up front: once the first filter is in, even malloc's brk/mmap may be denied.
+        let progs: Vec<Vec<libc::sock_filter>> = self
+            .filters
+            .iter()
+            .map(|f| {
+                f.insns
+                    .iter()
+                    .map(|i| libc::sock_filter {
+                        code: i.code,
+                        jt: i.jt,
+                        jf: i.jf,
+                        k: i.k,
+                    })
+                    .collect()
+            })
+            .collect();
+        for (f, prog) in self.filters.iter().zip(&progs) {
+            crate::sys::seccomp_set_mode_filter(self.flags, prog).map_err(|errno| {
                 SeccompError::Install {
                     what: f.what.clone(),
                     errno,

@@ -12,8 +12,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let load = args.get(1).is_some_and(|a| a == "--load");
     let path = &args[if load { 2 } else { 1 }];
-    let profile: Profile = serde_json::from_slice(&std::fs::read(path).expect("read profile"))
-        .expect("profile JSON");
+    let profile: Profile =
+        serde_json::from_slice(&std::fs::read(path).expect("read profile")).expect("profile JSON");
     if load {
         let program = compile(&profile).expect("compile");
         nix::sys::prctl::set_no_new_privs().expect("no_new_privs");
@@ -38,7 +38,10 @@ fn main() {
                 .output()
                 .expect("re-run");
             assert!(out.status.success(), "{out:?}");
-            String::from_utf8_lossy(&out.stdout).trim().parse().expect("ns")
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("ns")
         })
         .collect();
     load_ns.sort_unstable();

@@ -56,10 +56,17 @@ pub fn drop_bounding(c: &LinuxCapabilities) -> Result<()> {
 }
 
 /// Set permitted, inheritable, effective and ambient to exactly what the spec lists. Runs after
-/// the uid switch (with PR_SET_KEEPCAPS, so permitted survived it).
-pub fn apply_sets(c: &LinuxCapabilities) -> Result<()> {
-    let permitted = to_set(c.permitted().as_ref())?;
-    let effective = to_set(c.effective().as_ref())?;
+/// the uid switch (with PR_SET_KEEPCAPS, so permitted survived it). `keep_admin` also keeps
+/// CAP_SYS_ADMIN in permitted and effective, to install a seccomp filter without
+/// no_new_privs; execve drops it again (see `process::init::needs_admin_for_seccomp`).
+pub fn apply_sets(c: &LinuxCapabilities, keep_admin: bool) -> Result<()> {
+    let spec_permitted = to_set(c.permitted().as_ref())?;
+    let mut permitted = spec_permitted.clone();
+    let mut effective = to_set(c.effective().as_ref())?;
+    if keep_admin {
+        permitted.insert(Capability::CAP_SYS_ADMIN);
+        effective.insert(Capability::CAP_SYS_ADMIN);
+    }
     let inheritable = to_set(c.inheritable().as_ref())?;
     let ambient = to_set(c.ambient().as_ref())?;
     // Each capset must keep effective ⊆ permitted, and raising inheritable needs CAP_SETPCAP
@@ -75,7 +82,7 @@ pub fn apply_sets(c: &LinuxCapabilities) -> Result<()> {
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
     for cap in ambient
         .iter()
-        .filter(|c| permitted.contains(c) && inheritable.contains(c))
+        .filter(|c| spec_permitted.contains(c) && inheritable.contains(c))
     {
         caps::raise(None, CapSet::Ambient, *cap).map_err(caps_err("raise ambient capability"))?;
     }

@@ -76,6 +76,9 @@ pub enum Command {
         /// Accepted for compatibility; rootless specs are not supported yet
         #[arg(long)]
         rootless: bool,
+        /// Add gpurun's default seccomp profile (Docker's/Podman's default) as linux.seccomp
+        #[arg(long)]
+        seccomp_default: bool,
     },
     /// Run another process in a running container
     Exec(Box<ExecArgs>),

@@ -42,6 +42,8 @@ pub enum Error {
     Resolve(#[from] ResolveError),
     #[error("{0}")]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("{0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A hook failed: "error running <phase> hook #<i>: …" (runc's wording).
     #[error("{0}")]
     Hook(String),

@@ -86,7 +86,25 @@ fn check_sysctl_namespace(key: &str, namespaces: &[LinuxNamespaceType]) -> Resul
 pub struct Bundle {
     pub dir: PathBuf,
     pub rootfs: PathBuf,
+    /// Everything but `linux.seccomp`, which is in `seccomp`.
     pub spec: Spec,
+    pub seccomp: Option<crate::seccomp::Profile>,
+}
+
+/// Parse config.json's bytes: `linux.seccomp` with gpurun's own types (see `seccomp::profile`),
+/// the rest with oci-spec. Errors name the offending field; `path` is only for messages.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Spec, Option<crate::seccomp::Profile>)> {
+    let parse_err = |msg: String| SpecError::Parse {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| parse_err(e.to_string()))?;
+    let seccomp = crate::seccomp::take_from_config(&mut value).map_err(parse_err)?;
+    // serde_path_to_error names the offending field (`linux.resources.pids.limit: …`).
+    let spec: Spec =
+        serde_path_to_error::deserialize(value).map_err(|e| parse_err(e.to_string()))?;
+    Ok((spec, seccomp))
 }
 
 impl Bundle {
@@ -103,15 +121,15 @@ impl Bundle {
                 source: e,
             },
         })?;
-        // serde_path_to_error names the offending field (`linux.resources.pids.limit: …`).
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| SpecError::Parse {
-            path: path.clone(),
-            msg: e.to_string(),
-        })?;
+        let (spec, seccomp) = parse(&path, &bytes)?;
         let rootfs = rootfs_path(&dir, &spec)?;
         validate(&spec)?;
-        Ok(Bundle { dir, rootfs, spec })
+        Ok(Bundle {
+            dir,
+            rootfs,
+            spec,
+            seccomp,
+        })
     }
 }
 

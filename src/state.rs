@@ -66,6 +66,9 @@ pub struct State {
     /// The spec's hooks, kept for poststart (`start`) and poststop (`delete`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// `linux.seccomp`, kept for `exec` (the bundle's config.json may change after create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<crate::seccomp::Profile>,
 }
 
 /// The OCI state as printed by `state` and `list --format json` (runc's field set).
@@ -315,6 +318,7 @@ mod tests {
             own_pid_ns: true,
             cgroup: Cgroup::default(),
             hooks: None,
+            seccomp: None,
         }
     }
 

@@ -16,8 +16,22 @@ pub fn version_text() -> String {
     )
 }
 
+/// The config.json `spec` writes: runc's defaults, plus the default seccomp profile if asked.
+pub fn default_spec(seccomp: bool) -> String {
+    if !seccomp {
+        return crate::spec::DEFAULT_SPEC.to_string();
+    }
+    let mut spec: serde_json::Value =
+        serde_json::from_str(crate::spec::DEFAULT_SPEC).expect("default spec is JSON");
+    spec["linux"]["seccomp"] =
+        serde_json::from_str(crate::seccomp::DEFAULT_PROFILE).expect("profile is JSON");
+    let mut text = serde_json::to_string_pretty(&spec).expect("spec serialises");
+    text.push('\n');
+    text
+}
+
 /// Write the default config.json into `bundle`, refusing to overwrite one (as runc does).
-pub fn write_spec(bundle: &Path, rootless: bool) -> Result<i32> {
+pub fn write_spec(bundle: &Path, rootless: bool, seccomp: bool) -> Result<i32> {
     if rootless {
         return Err(Error::Unsupported(
             "spec --rootless is not supported yet (user namespaces land with the security work)"
@@ -39,7 +53,7 @@ pub fn write_spec(bundle: &Path, rootless: bool) -> Result<i32> {
         }
         Err(e) => return Err(Error::io("create", &path, e)),
     };
-    file.write_all(crate::spec::DEFAULT_SPEC.as_bytes())
+    file.write_all(default_spec(seccomp).as_bytes())
         .map_err(|e| Error::io("write", &path, e))?;
     Ok(0)
 }
@@ -61,7 +75,7 @@ pub fn print_features() -> Result<i32> {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": crate::seccomp::features(),
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},

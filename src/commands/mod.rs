@@ -40,7 +40,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Delete { force, id } => container::delete(root, id, *force).map(|()| 0),
         Command::List { format, quiet } => list(root, *format, *quiet),
-        Command::Spec { bundle, rootless } => info::write_spec(bundle, *rootless),
+        Command::Spec {
+            bundle,
+            rootless,
+            seccomp_default,
+        } => info::write_spec(bundle, *rootless, *seccomp_default),
         Command::Features => info::print_features(),
         Command::Exec(args) => run::exec(root, args),
         Command::Update(args) => cgroup_cmds::update(root, args),

@@ -54,16 +54,12 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             "process.terminal is true: a --console-socket is needed to receive the pty (or set \"terminal\": false)".into(),
         ));
     }
-    if bundle
-        .spec
-        .linux()
+    // Compiled here, in the parent: a bad profile fails before anything exists.
+    let seccomp = bundle
+        .seccomp
         .as_ref()
-        .is_some_and(|l| l.seccomp().is_some())
-    {
-        crate::logging::warn(
-            "linux.seccomp is not enforced yet: the container runs without its seccomp filter",
-        );
-    }
+        .map(crate::seccomp::compile)
+        .transpose()?;
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
 
     let dir = ContainerDir::create(root, id)?;
@@ -77,7 +73,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             .unwrap_or_default(),
     );
     let result = cgroup.map_err(Error::from).and_then(|cgroup| {
-        create_in(&dir, &bundle, namespaces, &cgroup, opts).inspect_err(|_| cgroup.remove())
+        create_in(&dir, &bundle, namespaces, &cgroup, seccomp.as_ref(), opts)
+            .inspect_err(|_| cgroup.remove())
     });
     match result {
         Ok((state, init)) => Ok(Created { dir, state, init }),
@@ -93,6 +90,7 @@ fn create_in(
     bundle: &Bundle,
     namespaces: Namespaces,
     cgroup: &Cgroup,
+    seccomp: Option<&crate::seccomp::Program>,
     opts: &CreateOptions,
 ) -> Result<(State, parent::Init)> {
     let hooks = bundle.spec.hooks().as_ref();
@@ -116,6 +114,7 @@ fn create_in(
             .contains(nix::sched::CloneFlags::CLONE_NEWPID),
         cgroup: cgroup.clone(),
         hooks: hooks.cloned(),
+        seccomp: bundle.seccomp.clone(),
     };
     let plan = CreatePlan {
         bundle,
@@ -129,6 +128,7 @@ fn create_in(
         extra_env: &opts.extra_env,
         pre_pivot_hooks: creating_hooks.iter().any(|p| !p.of(hooks).is_empty()),
         cgroup,
+        seccomp,
         console: match (&opts.console, process_terminal(bundle)) {
             (Some(socket), true) => Some(socket.connect()?),
             _ => None,

@@ -45,6 +45,12 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
         _ => {}
     }
     let process = build_process(&state.bundle, opts)?;
+    // The container's filter, compiled before anything is started.
+    let seccomp = state
+        .seccomp
+        .as_ref()
+        .map(crate::seccomp::compile)
+        .transpose()?;
     let console = match (process.terminal() == Some(true), &opts.console) {
         (true, Some(socket)) => Some(socket.connect()?),
         (true, None) => {
@@ -63,6 +69,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
         &process,
         console.as_ref(),
         opts.preserve_fds,
+        seccomp.as_ref(),
     )?;
     if let Some(pid_file) = &opts.pid_file {
         state::write_pid_file(pid_file, proc.pid.as_raw())?;

@@ -118,7 +118,7 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     if process.no_new_privileges() == Some(true) {
         prctl::set_no_new_privs().map_err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
-    switch_user(process)?;
+    switch_user(process, needs_admin_for_seccomp(process, plan.seccomp))?;
     // Changing credentials clears the death signal: re-arm it until `Persisted` (sync.rs 3).
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
@@ -137,17 +137,47 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         )?;
     }
 
-    Err(exec(&exe, args, &env, plan.preserve_fds))
+    Err(exec(&exe, args, &env, plan.preserve_fds, plan.seccomp))
+}
+
+/// Without no_new_privs, installing a seccomp filter needs CAP_SYS_ADMIN. runc installs it
+/// before dropping capabilities, which puts its own later syscalls (capset, setuid, the exec
+/// fifo, startContainer hooks…) under the user's profile. We instead keep CAP_SYS_ADMIN in
+/// the permitted and effective sets until the filter is in, right before execve — and need
+/// not drop it afterwards: execve computes the new program's sets from the inheritable,
+/// ambient and bounding sets and the uid only, never from the old permitted/effective ones,
+/// so the extra capability cannot reach the container (CAP_SYS_ADMIN stays out of the
+/// bounding set unless the spec grants it).
+pub(super) fn needs_admin_for_seccomp(
+    process: &Process,
+    seccomp: Option<&crate::seccomp::Program>,
+) -> bool {
+    seccomp.is_some() && process.no_new_privileges() != Some(true)
 }
 
 /// The last step of the init and of an exec'd process: close everything but stdio and the
 /// preserved fds on exec — nothing of the runtime may leak into the container
-/// (CVE-2024-21626) — and execve. Returns only on failure.
-pub(super) fn exec(exe: &CString, args: &[String], env: &[String], preserve_fds: i32) -> Error {
+/// (CVE-2024-21626) —, install the seccomp filter, and execve. Returns only on failure.
+///
+/// The filter goes in as late as possible, after everything gpurun does itself; afterwards
+/// only `seccomp(2)` (for the next filter of the stack, see `seccomp::compile`) and `execve`
+/// run under it. Like runc, gpurun does not exempt execve: a profile that denies it cannot
+/// start a container, and the error says so.
+pub(super) fn exec(
+    exe: &CString,
+    args: &[String],
+    env: &[String],
+    preserve_fds: i32,
+    seccomp: Option<&crate::seccomp::Program>,
+) -> Error {
     let run = || -> Result<std::convert::Infallible> {
-        sys::cloexec_from(3 + preserve_fds).map_err(Error::sys("close_range"))?;
+        // Everything that allocates happens before the filter is in.
         let argv: Vec<CString> = args.iter().map(|a| cstring(a)).collect::<Result<_>>()?;
         let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
+        sys::cloexec_from(3 + preserve_fds).map_err(Error::sys("close_range"))?;
+        if let Some(program) = seccomp {
+            program.install()?;
+        }
         let errno = execve(exe, &argv, &envp).unwrap_err();
         Err(Error::SysPath {
             syscall: "exec",
@@ -273,7 +303,8 @@ pub(super) fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
 
 /// setgroups → setresgid → setresuid, keeping permitted capabilities across the uid change,
 /// then the capability sets. The bounding set is dropped first, while CAP_SETPCAP is held.
-pub(super) fn switch_user(process: &Process) -> Result<()> {
+/// `keep_admin`: see [`needs_admin_for_seccomp`].
+pub(super) fn switch_user(process: &Process, keep_admin: bool) -> Result<()> {
     let user = process.user();
     // No `capabilities` means none at all (runc), not oci-spec's Default (which has three).
     let none = capabilities::none();
@@ -292,7 +323,7 @@ pub(super) fn switch_user(process: &Process) -> Result<()> {
     let uid = Uid::from_raw(user.uid());
     setresuid(uid, uid, uid).map_err(Error::sys("setresuid"))?;
     prctl::set_keepcaps(false).map_err(Error::sys("prctl(PR_SET_KEEPCAPS)"))?;
-    capabilities::apply_sets(caps)
+    capabilities::apply_sets(caps, keep_admin)
 }
 
 /// In a new user namespace: wait for the parent to write our maps (step 0 of sync.rs), then

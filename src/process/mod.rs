@@ -34,4 +34,6 @@ pub struct CreatePlan<'a> {
     pub cgroup: &'a Cgroup,
     /// The spec has prestart/createRuntime hooks: stop before pivot_root and let the parent run them.
     pub pre_pivot_hooks: bool,
+    /// `linux.seccomp`, compiled; installed right before execve.
+    pub seccomp: Option<&'a crate::seccomp::Program>,
 }

@@ -12,7 +12,9 @@ use nix::sys::prctl;
 use nix::sys::stat::{fstat, Mode};
 use oci_spec::runtime::Process;
 
-use super::init::{environment, exec, lookup_path, set_rlimits, switch_user};
+use super::init::{
+    environment, exec, lookup_path, needs_admin_for_seccomp, set_rlimits, switch_user,
+};
 use super::parent::Init;
 use super::sync::{self, Msg};
 use crate::cgroups::Cgroup;
@@ -63,6 +65,7 @@ pub fn spawn(
     process: &Process,
     console: Option<&std::os::fd::OwnedFd>,
     preserve_fds: i32,
+    seccomp: Option<&crate::seccomp::Program>,
 ) -> Result<Init> {
     let mut joins = open_namespaces(init_pid)?;
     // Checked after the opens: if the init is still the process we recorded, the namespace
@@ -86,7 +89,15 @@ pub fn spawn(
             // No host directory fd may stay open in the container (CVE-2024-21626).
             drop(cgroup_dir);
             drop(parent_end);
-            let err = match child(&joins, cgroup, in_cgroup, process, console, preserve_fds) {
+            let err = match child(
+                &joins,
+                cgroup,
+                in_cgroup,
+                process,
+                console,
+                preserve_fds,
+                seccomp,
+            ) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -115,6 +126,7 @@ fn child(
     process: &Process,
     console: Option<&std::os::fd::OwnedFd>,
     preserve_fds: i32,
+    seccomp: Option<&crate::seccomp::Program>,
 ) -> Result<std::convert::Infallible> {
     // First of all: nobody in the container may open our /proc/PID/exe — the host's gpurun
     // binary (CVE-2019-5736). A non-dumpable process' /proc entries are root-owned and closed
@@ -145,7 +157,7 @@ fn child(
     if process.no_new_privileges() == Some(true) {
         prctl::set_no_new_privs().map_err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
-    switch_user(process)?;
+    switch_user(process, needs_admin_for_seccomp(process, seccomp))?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
-    Err(exec(&exe, args, &env, preserve_fds))
+    Err(exec(&exe, args, &env, preserve_fds, seccomp))
 }

@@ -1,6 +1,7 @@
 //! One function per CLI verb: thin adapters from parsed arguments to the container layer.
 
 mod cgroup_cmds;
+mod gpu_cmds;
 mod info;
 pub use info::version_text;
 mod run;
@@ -56,6 +57,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             })?;
             cgroup_cmds::events(root, id, *stats, every)
         }
+        Command::Hook(cmd) => gpu_cmds::hook(cmd),
+        Command::Cdi(cmd) => gpu_cmds::cdi(cmd),
     }
 }
 

@@ -39,7 +39,10 @@ pub struct Created {
 pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     // Everything that can be checked without side effects comes first.
     state::validate_id(id)?;
-    let bundle = Bundle::load(&opts.bundle)?;
+    let mut bundle = Bundle::load(&opts.bundle)?;
+    // GPU and CDI requests become spec edits here, before the cgroup (and its device rules)
+    // exists; a container that asks for none costs a scan of its env.
+    let gpu = crate::gpu::prepare(&mut bundle.spec)?;
     let process = bundle
         .spec
         .process()
@@ -73,7 +76,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             .unwrap_or_default(),
     );
     let result = cgroup.map_err(Error::from).and_then(|cgroup| {
-        create_in(&dir, &bundle, namespaces, &cgroup, opts).inspect_err(|_| cgroup.remove())
+        create_in(&dir, &bundle, namespaces, &cgroup, opts, gpu.as_ref())
+            .inspect_err(|_| cgroup.remove())
     });
     match result {
         Ok((state, init)) => Ok(Created { dir, state, init }),
@@ -90,6 +94,7 @@ fn create_in(
     namespaces: Namespaces,
     cgroup: &Cgroup,
     opts: &CreateOptions,
+    gpu: Option<&crate::gpu::RootEdits>,
 ) -> Result<(State, parent::Init)> {
     let hooks = bundle.spec.hooks().as_ref();
     let creating_hooks = [
@@ -124,6 +129,7 @@ fn create_in(
         preserve_fds: opts.preserve_fds,
         pre_pivot_hooks: creating_hooks.iter().any(|p| !p.of(hooks).is_empty()),
         cgroup,
+        gpu,
         console: match (&opts.console_socket, process_terminal(bundle)) {
             (Some(path), true) => Some(crate::console::connect(path)?),
             _ => None,

@@ -32,4 +32,6 @@ pub struct CreatePlan<'a> {
     pub cgroup: &'a Cgroup,
     /// The spec has prestart/createRuntime hooks: stop before pivot_root and let the parent run them.
     pub pre_pivot_hooks: bool,
+    /// GPU work in the container's root before pivot_root (symlinks, ld cache): the built-in hook.
+    pub gpu: Option<&'a crate::gpu::RootEdits>,
 }

@@ -86,7 +86,12 @@ pub fn build(cfg: &Config, machine: &Machine, files: &DriverFiles, hook_bin: &st
             typ: None,
         });
     }
-    let mut args = vec!["gpurun".to_string(), "hook".into(), "ldcache".into()];
+    let mut args = vec![
+        "gpurun".to_string(),
+        "hook".into(),
+        "ldcache".into(),
+        format!("--ldconfig={}", cfg.ldconfig),
+    ];
     for d in files.lib_dirs() {
         args.push(format!("--lib-dir={d}"));
     }

@@ -78,7 +78,7 @@ mod tests {
         assert_eq!(path, b.join("v.yaml"));
         assert!(reg.get("v.com/c=y").is_none());
         std::fs::write(a.join("bad.json"), "{\"cdiVersion\":\"0.6.0\"}").unwrap();
-        let e = Registry::load(&[a.clone()]).err().unwrap();
+        let e = Registry::load(std::slice::from_ref(&a)).err().unwrap();
         assert!(e.contains("bad.json"), "{e}");
     }
 }

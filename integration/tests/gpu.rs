@@ -510,10 +510,22 @@ fn hook_nvidia_gives_runc_containers_their_gpus() {
     env.config(|s| {
         with_env(&["NVIDIA_VISIBLE_DEVICES=1"])(s);
         set_args(s, &["sh", "-c", "ls /dev | grep '^nvidia'; readlink /usr/lib/x86_64-linux-gnu/libcuda.so; cat /dev/nvidia0 2>&1; true"]);
-        s["hooks"] = json!({"prestart": [{
-            "path": gpurun, "args": ["gpurun", "hook", "nvidia"],
-            "env": [format!("GPURUN_CONFIG={}", host.config.display()), format!("MOCK_NVML_CONFIG={}", host.machine.display())],
-        }]});
+        // hooks/config-snippet.json, pointed at this build and this fake host.
+        let snippet = concat!(env!("CARGO_MANIFEST_DIR"), "/../hooks/config-snippet.json");
+        let snippet: Value = serde_json::from_str(&std::fs::read_to_string(snippet).unwrap()).unwrap();
+        let mut hook = snippet["hooks"]["prestart"][0].clone();
+        // The hooks.d file for Podman/CRI-O runs the same command at the same stage.
+        let hooks_d = concat!(env!("CARGO_MANIFEST_DIR"), "/../hooks/oci-nvidia-hook.json");
+        let hooks_d: Value = serde_json::from_str(&std::fs::read_to_string(hooks_d).unwrap()).unwrap();
+        assert_eq!(hooks_d["version"], "1.0.0");
+        assert_eq!(hooks_d["stages"], json!(["prestart"]));
+        assert_eq!(hooks_d["hook"]["args"], hook["args"]);
+        assert_eq!(hooks_d["hook"]["path"], hook["path"]);
+        hook["path"] = json!(gpurun);
+        let env = hook["env"].as_array_mut().unwrap();
+        env.push(json!(format!("GPURUN_CONFIG={}", host.config.display())));
+        env.push(json!(format!("MOCK_NVML_CONFIG={}", host.machine.display())));
+        s["hooks"] = json!({"prestart": [hook]});
     });
     let id = env.id();
     let mut cmd = std::process::Command::new(runc);

@@ -224,3 +224,23 @@ impl FakeGpuHost {
         format!("/{LIB_DIR}/{name}")
     }
 }
+
+/// An [`Env`] with a fake GPU host for `desc` applied; `None` (after saying why) when the
+/// test cannot run here.
+pub fn gpu_env(name: &str, desc: Value) -> Option<(Env, FakeGpuHost)> {
+    if !crate::require_root() || !crate::gpurun_only() {
+        return None;
+    }
+    let env = Env::new(name);
+    let host = FakeGpuHost::new(&env, desc);
+    host.apply(&env);
+    Some((env, host))
+}
+
+/// A spec edit appending `vars` to process.env.
+pub fn with_env<'a>(vars: &'a [&'a str]) -> impl FnOnce(&mut Value) + 'a {
+    move |s: &mut Value| {
+        let e = s["process"]["env"].as_array_mut().unwrap();
+        e.extend(vars.iter().map(|v| json!(v)));
+    }
+}

@@ -14,7 +14,7 @@ fn visible_nodes(env: &Env, vars: &[&str]) -> Vec<String> {
 }
 
 #[test]
-fn every_selection_form_sees_exactly_its_gpus() {
+fn gpu_every_selection_form_sees_exactly_its_gpus() {
     let Some((env, host)) = gpu_env("gpu_select", h100x2()) else {
         return;
     };
@@ -65,7 +65,7 @@ fn every_selection_form_sees_exactly_its_gpus() {
 }
 
 #[test]
-fn capabilities_pick_the_driver_files_read_only_with_ld_cache() {
+fn gpu_capabilities_pick_the_driver_files_read_only_with_ld_cache() {
     let Some((env, host)) = gpu_env("gpu_caps", h100x2()) else {
         return;
     };
@@ -166,7 +166,7 @@ fn capabilities_pick_the_driver_files_read_only_with_ld_cache() {
 /// Allowed nodes open as far as the (absent) driver (ENXIO); an unselected GPU's node, bound in
 /// from the dev root, is refused by the device cgroup (EPERM) — on v1 and v2 alike.
 #[test]
-fn device_rules_are_in_place_before_the_process_runs() {
+fn gpu_device_rules_are_in_place_before_the_process_runs() {
     let Some((env, host)) = gpu_env("gpu_rules", h100x2()) else {
         return;
     };
@@ -218,7 +218,7 @@ fn device_rules_are_in_place_before_the_process_runs() {
 }
 
 #[test]
-fn requirements_and_legacy_images() {
+fn gpu_requirements_and_legacy_images() {
     let Some((env, _host)) = gpu_env("gpu_require", h100x2()) else {
         return;
     };
@@ -270,7 +270,7 @@ fn requirements_and_legacy_images() {
 }
 
 #[test]
-fn bad_selections_fail_clearly_and_leave_nothing() {
+fn gpu_bad_selections_fail_clearly_and_leave_nothing() {
     let Some((env, host)) = gpu_env("gpu_bad", h100x2()) else {
         return;
     };
@@ -308,7 +308,7 @@ fn bad_selections_fail_clearly_and_leave_nothing() {
 }
 
 #[test]
-fn mig_devices_by_index_and_uuid() {
+fn gpu_mig_devices_by_index_and_uuid() {
     let Some((env, _host)) = gpu_env("gpu_mig", a100x8_mig()) else {
         return;
     };

@@ -11,7 +11,7 @@ const GOLDEN: &str = concat!(
 /// `cdi generate` against a golden file (the fixture's temp paths and the binary's path
 /// replaced by placeholders); `UPDATE_GOLDEN=1` rewrites it. `cdi list` names every device.
 #[test]
-fn cdi_generate_matches_golden_and_list() {
+fn gpu_cdi_generate_matches_golden_and_list() {
     let Some((env, host)) = gpu_env("gpu_cdi_gen", h100x2()) else {
         return;
     };
@@ -61,7 +61,7 @@ fn cdi_generate_matches_golden_and_list() {
 /// CDI annotations: the generated spec (devices, driver mounts, the ld-cache hook) and a
 /// hand-written YAML spec with every kind of edit; a later spec dir wins; unknown devices fail.
 #[test]
-fn cdi_annotations_apply_every_edit() {
+fn gpu_cdi_annotations_apply_every_edit() {
     let Some((env, host)) = gpu_env("gpu_cdi_apply", h100x2()) else {
         return;
     };
@@ -149,7 +149,7 @@ fn cdi_annotations_apply_every_edit() {
 /// hook adds the device rules itself; on v2 the device filter is runc's eBPF program, which the
 /// hook cannot extend, so the node is there but refused (documented in hooks/README.md).
 #[test]
-fn hook_nvidia_gives_runc_containers_their_gpus() {
+fn gpu_hook_nvidia_gives_runc_containers_their_gpus() {
     let Some((env, host)) = gpu_env("gpu_hook_runc", h100x2()) else {
         return;
     };

@@ -35,3 +35,25 @@ pub fn requested(spec: &OciSpec) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_annotations() {
+        let spec: OciSpec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "annotations": {
+                "cdi.k8s.io/b": "nvidia.com/gpu=1, nvidia.com/gpu=0",
+                "cdi.k8s.io/a": "nvidia.com/gpu=0",
+                "other.io/x": "vendor.com/dev=x",
+            }
+        }))
+        .unwrap();
+        assert_eq!(requested(&spec), ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]);
+        let none: OciSpec =
+            serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2"})).unwrap();
+        assert!(requested(&none).is_empty());
+    }
+}

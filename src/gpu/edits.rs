@@ -172,3 +172,55 @@ pub fn add_devices(spec: &mut Spec, nodes: &[Node]) -> Result<(), GpuError> {
     resources.set_devices(Some(all));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_and_rules_are_added_once() {
+        let mut spec: Spec = serde_json::from_value(json!({"ociVersion": "1.0.2", "linux": {
+            "devices": [{"path": "/dev/nvidiactl", "type": "c", "major": 195, "minor": 255}]
+        }}))
+        .unwrap();
+        let node = |path: &str, major, minor| Node {
+            path: path.into(),
+            kind: 'c',
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+            access: "rwm".into(),
+        };
+        add_devices(
+            &mut spec,
+            &[
+                node("/dev/nvidiactl", 195, 255),
+                node("/dev/nvidia-uvm", 509, 0),
+            ],
+        )
+        .unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        let paths: Vec<_> = linux
+            .devices()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|d| d.path().display().to_string())
+            .collect();
+        assert_eq!(paths, ["/dev/nvidiactl", "/dev/nvidia-uvm"]);
+        let rules = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            (rules[1].major(), rules[1].minor(), rules[1].allow()),
+            (Some(509), Some(0), true)
+        );
+    }
+}

@@ -187,11 +187,16 @@ impl FakeGpuHost {
 
     /// (Re)write config.toml with `nvml` as the library.
     pub fn write_config(&self, nvml: &str) {
+        self.write_config_with(nvml, "");
+    }
+
+    /// Like [`FakeGpuHost::write_config`], with `extra` lines in `[nvidia]`.
+    pub fn write_config_with(&self, nvml: &str, extra: &str) {
         let q = |p: &Path| format!("{:?}", p.display().to_string());
         std::fs::write(
             &self.config,
             format!(
-                "[nvidia]\ndriver-root = {}\ndev-root = {}\nnvml-library = {:?}\ncdi-spec-dirs = [{}, {}]\n",
+                "[nvidia]\ndriver-root = {}\ndev-root = {}\nnvml-library = {:?}\ncdi-spec-dirs = [{}, {}]\n{extra}",
                 q(&self.driver_root),
                 q(&self.dev_root),
                 nvml,

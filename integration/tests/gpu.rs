@@ -149,6 +149,12 @@ fn gpu_capabilities_pick_the_driver_files_read_only_with_ld_cache() {
         "{}",
         out.describe()
     );
+    assert_cache_lists_libcuda(&env);
+    env.assert_clean();
+}
+
+#[track_caller]
+fn assert_cache_lists_libcuda(env: &Env) {
     let cache = std::process::Command::new("ldconfig")
         .arg("-p")
         .arg("-C")
@@ -156,8 +162,52 @@ fn gpu_capabilities_pick_the_driver_files_read_only_with_ld_cache() {
         .output()
         .unwrap();
     let cache = String::from_utf8_lossy(&cache.stdout);
+    for lib in ["libcuda.so.1", "libnvidia-ml.so.1"] {
+        let line = format!("{lib} (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/{lib}");
+        assert!(cache.contains(&line), "{line} missing:\n{cache}");
+    }
+}
+
+/// `ldconfig = "builtin"`: the soname links and the cache come from gpurun itself, merged
+/// into the image's existing cache (an entry of which must survive).
+#[test]
+fn gpu_builtin_ld_cache() {
+    let Some((env, host)) = gpu_env("gpu_builtin_ldcache", h100x2()) else {
+        return;
+    };
+    host.write_config_with(
+        &mock_nvml().display().to_string(),
+        "ldconfig = \"builtin\"\n",
+    );
+    // An image cache with one library of its own (made by the host's ldconfig).
+    let own = env.rootfs().join("opt/own");
+    std::fs::create_dir_all(&own).unwrap();
+    let src = host.driver_root.join(format!(
+        "usr/lib/x86_64-linux-gnu/libnvidia-encode.so.{DRIVER_VERSION}"
+    ));
+    std::fs::copy(src, own.join("libown.so.1")).unwrap();
+    let st = std::process::Command::new("ldconfig")
+        .arg("-r")
+        .arg(env.rootfs())
+        .arg("/opt/own")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = env.sh(
+        "readlink /usr/lib/x86_64-linux-gnu/libcuda.so.1; readlink /usr/lib/x86_64-linux-gnu/libcuda.so",
+        with_env(&["NVIDIA_VISIBLE_DEVICES=0"]),
+    );
+    let want = format!("libcuda.so.{DRIVER_VERSION}\nlibcuda.so.1\n");
+    assert_eq!(out.stdout, want, "{}", out.describe());
+    assert_cache_lists_libcuda(&env);
+    let cache = std::process::Command::new("ldconfig")
+        .args(["-p", "-C"])
+        .arg(env.rootfs().join("etc/ld.so.cache"))
+        .output()
+        .unwrap();
+    let cache = String::from_utf8_lossy(&cache.stdout);
     assert!(
-        cache.contains("libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+        cache.contains("libnvidia-encode.so.1 (libc6,x86-64) => /opt/own/libnvidia-encode.so.1"),
         "{cache}"
     );
     env.assert_clean();

@@ -63,6 +63,7 @@ pub fn hook(cmd: &HookCommand) -> Result<i32> {
                 symlinks: links,
                 lib_dirs: lib_dirs.clone(),
                 ldconfig: ldconfig.clone(),
+                sonames: Vec::new(),
                 proc_params: None,
             };
             gpu::ldcache::run(&bundle.rootfs, &edits)

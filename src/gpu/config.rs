@@ -26,7 +26,8 @@ pub struct Config {
     pub dev_root: PathBuf,
     /// Path or soname of libnvidia-ml.
     pub nvml_library: String,
-    /// `@/sbin/ldconfig`: the host's binary; without `@`: a path inside the container.
+    /// `@/sbin/ldconfig`: the host's binary; without `@`: a path inside the container;
+    /// `builtin`: gpurun writes the cache itself.
     pub ldconfig: String,
     /// CDI spec directories, later ones win.
     pub cdi_spec_dirs: Vec<PathBuf>,

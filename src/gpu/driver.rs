@@ -100,6 +100,10 @@ pub struct DriverFiles {
     pub bins: Vec<String>,
     /// Firmware directory and daemon sockets.
     pub other: Vec<String>,
+    /// The driver root's cache entries for `libs`, re-pointed at the container's paths: the
+    /// soname links to make and the entries for the container's ld cache.
+    /// Each with the file name of the library it names.
+    pub sonames: Vec<(ldsocache::Entry, String)>,
 }
 
 impl DriverFiles {
@@ -190,6 +194,25 @@ pub fn discover(cfg: &Config, caps: Caps, version: &str) -> Result<DriverFiles, 
                 // must never shadow the running driver's.
                 if let Some(real) = resolve_in_driver_root(cfg, &e.path) {
                     if real.ends_with(&format!("{name}.{version}")) {
+                        let dir = Path::new(&real).parent().unwrap_or(Path::new("/"));
+                        let link = dir.join(&e.name).display().to_string();
+                        let file = Path::new(&real).file_name().unwrap_or_default();
+                        let file = file.to_string_lossy().into_owned();
+                        // The file itself is no link to make (a soname like glcore's).
+                        if file != e.name
+                            && !files
+                                .sonames
+                                .iter()
+                                .any(|(s, _)| s.path == link && s.flags == e.flags)
+                        {
+                            files.sonames.push((
+                                ldsocache::Entry {
+                                    path: link,
+                                    ..e.clone()
+                                },
+                                file,
+                            ));
+                        }
                         push(&mut files.libs, real);
                     }
                 }

@@ -6,9 +6,12 @@
 //! `PATH.real`, Ubuntu's name, tried first). Either way it runs as `ldconfig -r ROOTFS DIRS…`
 //! (glibc's ldconfig is a static binary on the distributions that ship one), under resource
 //! limits and a timeout; a rootfs with no ldconfig of its own uses the host's.
+//! `builtin` instead makes the soname links and rewrites the container's cache in-process
+//! (no process spawned: the fast path, see bench/gpu.sh).
 
 use std::io::Read;
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -19,6 +22,8 @@ use crate::rootfs::resolve;
 
 const PROC_DRIVER: &str = "/proc/driver/nvidia";
 const LDCONFIG_TIMEOUT_MS: u64 = 30_000;
+/// The `ldconfig` setting that writes the cache in-process.
+pub const BUILTIN: &str = "builtin";
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RootEdits {
@@ -27,6 +32,10 @@ pub struct RootEdits {
     /// Container directories holding the driver's libraries.
     pub lib_dirs: Vec<String>,
     pub ldconfig: String,
+    /// Soname links (path in the container, cache fields) of the driver's libraries, for
+    /// `ldconfig = "builtin"`.
+    /// Each with the file name of the library it names.
+    pub sonames: Vec<(super::ldsocache::Entry, String)>,
     /// New content of `/proc/driver/nvidia/params` (when the host has a loaded driver).
     pub proc_params: Option<String>,
 }
@@ -67,10 +76,64 @@ pub fn run(rootfs: &Path, edits: &RootEdits) -> Result<(), String> {
     if let Some(params) = &edits.proc_params {
         write_params(rootfs, params)?;
     }
-    if !edits.lib_dirs.is_empty() {
+    if edits.ldconfig == BUILTIN {
+        if !edits.sonames.is_empty() {
+            builtin_cache(rootfs, edits)?;
+        }
+    } else if !edits.lib_dirs.is_empty() {
         run_ldconfig(rootfs, edits)?;
     }
     Ok(())
+}
+
+/// `ldconfig = "builtin"`: what ldconfig would do for the driver's libraries, in-process — the
+/// soname links (an existing symlink is replaced, as ldconfig does) and the container's cache
+/// rewritten with their entries added (ldsocache_write.rs), via a temp file and a rename.
+fn builtin_cache(rootfs: &Path, edits: &RootEdits) -> Result<(), String> {
+    for (e, file) in &edits.sonames {
+        let rel = resolve::resolve(rootfs, &e.path).map_err(|e| e.to_string())?;
+        let host = rootfs.join(&rel);
+        match host.symlink_metadata() {
+            Ok(md) if !md.file_type().is_symlink() => continue,
+            Ok(_) => std::fs::remove_file(&host).map_err(|err| format!("{}: {err}", e.path))?,
+            Err(_) => {}
+        }
+        std::os::unix::fs::symlink(file, &host)
+            .map_err(|err| format!("symlink {} -> {file}: {err}", e.path))?;
+    }
+    let etc = resolve::resolve(rootfs, "/etc").map_err(|e| e.to_string())?;
+    let rootfd = open_root(rootfs)?;
+    resolve::mkdir_all_in_root(rootfd.as_fd(), &etc, 0o755).map_err(|e| e.to_string())?;
+    let cache = rootfs.join(&etc).join("ld.so.cache");
+    let existing = match std::fs::read(&cache) {
+        Ok(bytes) => super::ldsocache::parse(&bytes)
+            .map_err(|e| format!("/etc/ld.so.cache of the container: {e}"))?,
+        Err(_) => Vec::new(),
+    };
+    let added: Vec<_> = edits.sonames.iter().map(|(e, _)| e.clone()).collect();
+    let bytes = super::ldsocache_write::write(&existing, &added);
+    let tmp = rootfs.join(&etc).join("ld.so.cache~");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| format!("/etc/ld.so.cache~: {e}"))?;
+    use std::io::Write;
+    f.write_all(&bytes)
+        .map_err(|e| format!("/etc/ld.so.cache~: {e}"))?;
+    std::fs::rename(&tmp, &cache).map_err(|e| format!("/etc/ld.so.cache: {e}"))
+}
+
+fn open_root(rootfs: &Path) -> Result<std::os::fd::OwnedFd, String> {
+    nix::fcntl::open(
+        rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open {}: {e}", rootfs.display()))
 }
 
 fn write_params(rootfs: &Path, params: &str) -> Result<(), String> {

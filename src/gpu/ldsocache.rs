@@ -2,14 +2,14 @@
 //! old "ld.so-1.7.0" table), enough to find a driver's libraries by soname the way the dynamic
 //! loader would. (No maintained crate reads it; the format is small and stable since glibc 2.32.)
 
-const OLD_MAGIC: &[u8] = b"ld.so-1.7.0";
-const NEW_MAGIC: &[u8] = b"glibc-ld.so.cache1.1";
+pub(super) const OLD_MAGIC: &[u8] = b"ld.so-1.7.0";
+pub(super) const NEW_MAGIC: &[u8] = b"glibc-ld.so.cache1.1";
 /// Old header: magic[11] + nlibs (u32, aligned) = 16 bytes; old entries are 12 bytes.
 const OLD_HEADER: usize = 16;
 const OLD_ENTRY: usize = 12;
 /// New header: magic+version[20], nlibs, len_strings, flags+pad[4], extension offset, unused[3].
-const NEW_HEADER: usize = 48;
-const NEW_ENTRY: usize = 24;
+pub(super) const NEW_HEADER: usize = 48;
+pub(super) const NEW_ENTRY: usize = 24;
 
 /// Entry flags: the ELF class/ABI bits.
 const FLAG_TYPE_MASK: i32 = 0x00ff;
@@ -26,6 +26,10 @@ pub struct Entry {
     pub path: String,
     /// A 64-bit library (else a 32-bit one, for `compat32`).
     pub lib64: bool,
+    /// The raw flags, OS version and hwcap fields (kept for rewriting the cache).
+    pub flags: i32,
+    pub osversion: u32,
+    pub hwcap: u64,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -68,10 +72,19 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, String> {
             return Err(format!("entry {i}: string offset out of range"));
         };
         let arch = flags & FLAG_REQUIRED_MASK;
+        let osversion = u32_at(b, e + 12).ok_or("truncated entry")?;
+        let hwcap = b
+            .get(e + 16..e + 24)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_ne_bytes)
+            .ok_or("truncated entry")?;
         out.push(Entry {
             name,
             path,
             lib64: arch == FLAG_X8664_LIB64 || arch == FLAG_AARCH64_LIB64,
+            flags,
+            osversion,
+            hwcap,
         });
     }
     Ok(out)
@@ -115,7 +128,10 @@ mod tests {
             [Entry {
                 name: "libcuda.so.1".into(),
                 path: "/lib/libcuda.so.1".into(),
-                lib64: true
+                lib64: true,
+                flags: FLAG_ELF_LIBC6 | FLAG_X8664_LIB64,
+                osversion: 0,
+                hwcap: 0,
             }]
         );
         assert!(parse(b"hello").is_err());

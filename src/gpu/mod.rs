@@ -14,6 +14,7 @@ pub mod edits;
 pub mod hook;
 pub mod ldcache;
 pub mod ldsocache;
+pub mod ldsocache_write;
 pub mod nvml;
 pub mod require;
 pub mod select;
@@ -80,6 +81,7 @@ pub fn prepare(spec: &mut Spec) -> Result<Option<RootEdits>, GpuError> {
         symlinks: driver::dev_symlinks(&files),
         lib_dirs: files.lib_dirs(),
         ldconfig: cfg.ldconfig.clone(),
+        sonames: files.sonames.clone(),
         proc_params,
     }))
 }

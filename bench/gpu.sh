@@ -2,6 +2,7 @@
 # What the GPU path costs: create→start→wait→delete of the same /bin/true container, plain vs
 # NVIDIA_VISIBLE_DEVICES=all (2 GPUs, compute+utility, ld cache) on the mock NVML and a fake
 # driver (bench/fake-gpu-host.sh), interleaved hyperfine rounds, gpurun only.
+# A third command does the GPU container with ldconfig = "builtin" (no ldconfig process).
 # Usage: bench/gpu.sh [GPURUN_BIN]   Env: BENCH_RUNS (default 50), BENCH_ROUNDS (default 5).
 # Prints one markdown table row; bench/run.sh appends it to bench/results.md.
 set -euo pipefail
@@ -22,6 +23,8 @@ jq '.process.args = ["/bin/true"] | .process.terminal = false | del(.linux.cgrou
 mkdir -p "$TMP/gpu" "$TMP/root" "$TMP/pid" && cp -a "$TMP/plain/rootfs" "$TMP/gpu/"
 jq '.process.env += ["NVIDIA_VISIBLE_DEVICES=all"]' "$TMP/plain/config.json" >"$TMP/gpu/config.json"
 "$GPURUN" --root "$TMP/root" run --bundle "$TMP/gpu" gpucheck >/dev/null || { log "the GPU bundle does not run"; exit 1; }
+# The same GPU container with ldconfig = "builtin" (no ldconfig process).
+sed 's/^cdi-spec-dirs/ldconfig = "builtin"\ncdi-spec-dirs/' "$GPURUN_CONFIG" >"$TMP/host/config-builtin.toml"
 cat >"$TMP/lifecycle.sh" <<-'SH'
 	rt=$1 root=$2 id=$3-$$ pf=$4/$3-$$
 	$rt --root "$root" create --bundle "$5" --pid-file "$pf" "$id" || exit 1
@@ -37,12 +40,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	log "round $r/$ROUNDS ($per runs each: plain, gpu)"
 	hyperfine -N --style none --warmup 3 --runs "$per" --export-json "$TMP/round$r.json" \
 		-n plain "sh $TMP/lifecycle.sh $GPURUN $TMP/root p $TMP/pid $TMP/plain" \
-		-n gpu "sh $TMP/lifecycle.sh $GPURUN $TMP/root g $TMP/pid $TMP/gpu" >/dev/null
+		-n gpu "sh $TMP/lifecycle.sh $GPURUN $TMP/root g $TMP/pid $TMP/gpu" \
+		-n builtin "env GPURUN_CONFIG=$TMP/host/config-builtin.toml sh $TMP/lifecycle.sh $GPURUN $TMP/root b $TMP/pid $TMP/gpu" >/dev/null
 done
 median() {
 	jq -rs --arg c "$1" '[.[].results[] | select(.command == $c) | .times[]] | sort
 		| if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end
 		| . * 1000' "$TMP"/round*.json
 }
-plain=$(median plain) gpu=$(median gpu)
-awk -v p="$plain" -v g="$gpu" 'BEGIN { printf "| (g) GPU container create→start→wait→delete, mock NVML (ms) | %.2f | – | – | – | plain container %.2f ms: the GPU path adds %.2f ms |\n", g, p, g - p }'
+plain=$(median plain) gpu=$(median gpu) builtin=$(median builtin)
+awk -v p="$plain" -v g="$gpu" -v b="$builtin" 'BEGIN { printf "| (g) GPU container create→start→wait→delete, mock NVML (ms) | %.2f | – | – | – | plain %.2f ms: the GPU path adds %.2f ms (ldconfig), %.2f ms with ldconfig = \"builtin\" |\n", g, p, g - p, b - p }'

@@ -1,7 +1,7 @@
 # gpurun — see README.md. `make demo` runs a real container, `make test` runs every test.
 CARGO  ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 GPURUN := target/release/gpurun
-APT_PACKAGES := busybox-static golang-github-containers-common libcap2-bin
+APT_PACKAGES := busybox-static golang-github-containers-common libcap2-bin gcc
 
 .PHONY: all build deps bundle demo test unit integration vmtest lint bench clean
 

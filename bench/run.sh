@@ -255,6 +255,7 @@ table() {
 	row "syscalls of run (count)" "${cells[@]}" "strace -f -c total, incl. container's /bin/true"
 	cells=(); for rt in "${RUNTIMES[@]}"; do cells+=("$(awk '{ printf "%.2f", $1 / 1048576 }' "$OUT/size.$rt")"); done
 	row "binary size (MiB)" "${cells[@]}" "file size; shared libraries not counted"
+	[ -z "${GPU_ROW:-}" ] || echo "$GPU_ROW"
 }
 
 report() {
@@ -293,6 +294,8 @@ main() {
 	scenario_exec
 	scenario_concurrent
 	measure_misc
+	# (g) gpurun's GPU path vs a plain container (mock NVML, fake driver): bench/gpu.sh.
+	GPU_ROW=$(BENCH_RUNS=$RUNS BENCH_ROUNDS=$ROUNDS "$HERE/gpu.sh" "$GPURUN") || GPU_ROW=""
 	report
 }
 

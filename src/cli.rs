@@ -102,6 +102,50 @@ pub enum Command {
     },
     /// Print the features this runtime supports (runtime-spec features.md) as JSON
     Features,
+    /// gpurun's built-in hooks as OCI hook programs, for runc/crun (gpurun-only)
+    #[command(subcommand)]
+    Hook(HookCommand),
+    /// CDI specs for this machine's NVIDIA GPUs (gpurun-only)
+    #[command(subcommand)]
+    Cdi(CdiCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HookCommand {
+    /// prestart/createRuntime hook: give the container its GPUs (state JSON on stdin)
+    Nvidia,
+    /// createContainer hook: developer symlinks and the ld cache in the container's root
+    Ldcache {
+        /// A container directory holding driver libraries
+        #[arg(long = "lib-dir")]
+        lib_dirs: Vec<String>,
+        /// TARGET::LINK, a symlink to create in the container
+        #[arg(long = "symlink")]
+        symlinks: Vec<String>,
+        /// ldconfig to run (`@PATH`: the host's)
+        #[arg(long, default_value = "@/sbin/ldconfig")]
+        ldconfig: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CdiCommand {
+    /// Write a CDI spec for this machine's GPUs (like `nvidia-ctk cdi generate`)
+    Generate {
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: CdiFormat,
+        /// Write here instead of stdout
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// List the CDI devices `generate` would offer
+    List,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CdiFormat {
+    Yaml,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -75,6 +75,8 @@ pub enum Error {
     Init(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Gpu(#[from] crate::gpu::GpuError),
 }
 
 impl Error {

@@ -147,7 +147,10 @@ impl Hook for CommandHook<'_> {
     }
 }
 
-fn wait_with_timeout(pidfd: std::os::fd::BorrowedFd<'_>, timeout_ms: Option<u64>) -> bool {
+pub(crate) fn wait_with_timeout(
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    timeout_ms: Option<u64>,
+) -> bool {
     let deadline =
         timeout_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms));
     loop {

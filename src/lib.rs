@@ -8,12 +8,14 @@
 #![deny(unsafe_code)]
 
 pub mod capabilities;
+pub mod cdi;
 pub mod cgroups;
 pub mod cli;
 pub mod commands;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod gpu;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;

@@ -152,6 +152,18 @@ pub fn set_rlimit(resource: u32, soft: u64, hard: u64) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// Set one rlimit of another process (`prlimit(2)`): limits for a helper we spawn (ldconfig)
+/// without a pre-exec closure in the child.
+pub fn set_rlimit_of(pid: i32, resource: u32, soft: u64, hard: u64) -> Result<(), Errno> {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `limit` is a valid rlimit that outlives the call; a null old-limit pointer is allowed.
+    let ret = unsafe { libc::prlimit(pid, resource as _, &limit, std::ptr::null_mut()) };
+    Errno::result(ret).map(drop)
+}
+
 /// Close an fd inherited from the parent by fork whose owner object lives in the parent's
 /// memory image (the child never drops it: it execs or `_exit`s).
 pub fn close_inherited(fd: RawFd) {

@@ -44,6 +44,8 @@ pub struct Env {
     pub bundle: PathBuf,
     /// Value of `GPURUN_IT` in every container's environment.
     pub marker: String,
+    /// Extra environment for every runtime invocation (`GPURUN_CONFIG`, …).
+    pub extra_env: RefCell<Vec<(String, String)>>,
     ids: RefCell<Vec<String>>,
     calls: Cell<usize>,
     clean: Cell<bool>,
@@ -77,6 +79,7 @@ impl Env {
             bundle,
             dir,
             marker: tag,
+            extra_env: RefCell::new(Vec::new()),
             ids: RefCell::new(Vec::new()),
             calls: Cell::new(0),
             clean: Cell::new(false),
@@ -129,6 +132,7 @@ impl Env {
         self.calls.set(k + 1);
         let mut cmd = Command::new(bin());
         cmd.arg("--root").arg(&self.state).args(globals).args(args);
+        cmd.envs(self.extra_env.borrow().iter().cloned());
         cmd.current_dir(&self.dir);
         let out = self.dir.join("out");
         Out::exec(
@@ -147,6 +151,7 @@ impl Env {
         std::fs::write(&inp, input).unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("--root").arg(&self.state).args(args);
+        cmd.envs(self.extra_env.borrow().iter().cloned());
         cmd.current_dir(&self.dir);
         Out::exec_stdin(
             cmd,

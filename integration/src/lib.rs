@@ -7,11 +7,15 @@
 
 mod cgroup;
 mod env;
+mod gpu;
 mod leak;
 mod util;
 
 pub use cgroup::{cgroup2_host, has_controller, proc_cgroup_dir, proc_cgroup_dirs};
 pub use env::Env;
+pub use gpu::{
+    a100x8_mig, gpu_env, h100x2, mock_nvml, with_env, FakeGpuHost, DRIVER_VERSION, UVM_MAJOR,
+};
 pub use leak::{cgroup_dirs, marked_pids, Leaks, CGROUP_PREFIX};
 pub use serde_json::{json, Value};
 pub use util::{

@@ -39,7 +39,8 @@ fi
 # 2. Default command: build on the host, list the integration test executables.
 if [ $# -eq 0 ]; then
 	CARGO=${CARGO:-$(command -v cargo || echo "$HOME/.cargo/bin/cargo")}
-	"$CARGO" build --release -p gpurun || die "cargo build failed"
+	# mock-nvml: the stand-in libnvidia-ml.so the GPU tests load.
+	"$CARGO" build --release -p gpurun -p mock-nvml || die "cargo build failed"
 	json=$("$CARGO" test --release -p gpurun-integration --no-run --message-format=json) ||
 		die "cargo test --no-run failed"
 	mapfile -t tests < <(jq -r 'select(.reason == "compiler-artifact" and .profile.test

@@ -2,6 +2,7 @@
 
 mod attach;
 mod cgroup_cmds;
+mod gpu_cmds;
 mod info;
 pub use info::version_text;
 mod run;
@@ -61,6 +62,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             })?;
             cgroup_cmds::events(root, id, *stats, every)
         }
+        Command::Hook(cmd) => gpu_cmds::hook(cmd),
+        Command::Cdi(cmd) => gpu_cmds::cdi(cmd),
     }
 }
 

@@ -43,7 +43,10 @@ pub struct Created {
 pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     // Everything that can be checked without side effects comes first.
     state::validate_id(id)?;
-    let bundle = Bundle::load(&opts.bundle)?;
+    let mut bundle = Bundle::load(&opts.bundle)?;
+    // GPU and CDI requests become spec edits here, before the cgroup (and its device rules)
+    // exists; a container that asks for none costs a scan of its env.
+    let gpu = crate::gpu::prepare(&mut bundle.spec)?;
     let process = bundle
         .spec
         .process()
@@ -73,7 +76,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             .unwrap_or_default(),
     );
     let result = cgroup.map_err(Error::from).and_then(|cgroup| {
-        create_in(&dir, &bundle, namespaces, &cgroup, seccomp.as_ref(), opts)
+        create_in(&dir, &bundle, namespaces, &cgroup, seccomp.as_ref(), opts, gpu.as_ref())
             .inspect_err(|_| cgroup.remove())
     });
     match result {
@@ -92,6 +95,7 @@ fn create_in(
     cgroup: &Cgroup,
     seccomp: Option<&crate::seccomp::Program>,
     opts: &CreateOptions,
+    gpu: Option<&crate::gpu::RootEdits>,
 ) -> Result<(State, parent::Init)> {
     let hooks = bundle.spec.hooks().as_ref();
     let creating_hooks = [
@@ -129,6 +133,7 @@ fn create_in(
         pre_pivot_hooks: creating_hooks.iter().any(|p| !p.of(hooks).is_empty()),
         cgroup,
         seccomp,
+        gpu,
         console: match (&opts.console, process_terminal(bundle)) {
             (Some(socket), true) => Some(socket.connect()?),
             _ => None,

@@ -77,6 +77,14 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     let bind_cgroups = !plan.namespaces.has(CloneFlags::CLONE_NEWCGROUP)
         || (userns && !rootfs::cgroupfs::is_unified_host());
     rootfs::prepare(plan.bundle, bind_cgroups.then_some(plan.cgroup), userns)?;
+    if let Some(edits) = plan.gpu {
+        // Built-in createContainer hook: the driver files are mounted, the root not yet pivoted.
+        let hook = crate::gpu::ldcache::ContainerHook {
+            rootfs: &plan.bundle.rootfs,
+            edits,
+        };
+        crate::hooks::run_phase(Phase::CreateContainer, &[&hook], b"{}")?;
+    }
     let hooks = plan.bundle.spec.hooks().as_ref();
     let state = if plan.pre_pivot_hooks {
         chan.send(&Msg::Hooks)?;

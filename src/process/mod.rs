@@ -36,4 +36,6 @@ pub struct CreatePlan<'a> {
     pub pre_pivot_hooks: bool,
     /// `linux.seccomp`, compiled; installed right before execve.
     pub seccomp: Option<&'a crate::seccomp::Program>,
+    /// GPU work in the container's root before pivot_root (symlinks, ld cache): the built-in hook.
+    pub gpu: Option<&'a crate::gpu::RootEdits>,
 }

@@ -1,0 +1,384 @@
+//! NVIDIA GPU support (gpurun-only) on a fake host: the mock NVML, a driver root with real tiny
+//! libraries and a dev root with mknod'ed nodes (integration/src/gpu.rs). Every selection form,
+//! capability sets, requirements, device rules in place before the process runs, read-only
+//! driver mounts, the container's ld cache, CDI generate/apply, and clean failures.
+
+use gpurun_integration::*;
+
+/// The GPU nodes (`/dev/nvidia<N>`) the container sees, sorted, by the nvidia-smi stand-in.
+fn visible_nodes(env: &Env, vars: &[&str]) -> Vec<String> {
+    let out = env.sh("ls /dev | grep '^nvidia[0-9]' || true", with_env(vars));
+    let mut v: Vec<String> = out.stdout.split_whitespace().map(String::from).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn gpu_every_selection_form_sees_exactly_its_gpus() {
+    let Some((env, host)) = gpu_env("gpu_select", h100x2()) else {
+        return;
+    };
+    // GPU 0 is /dev/nvidia1 and GPU 1 is /dev/nvidia0: minors are not indices.
+    let uuid1 = host.uuid(1);
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        ("all".into(), vec!["nvidia0", "nvidia1"]),
+        ("0".into(), vec!["nvidia1"]),
+        ("1".into(), vec!["nvidia0"]),
+        (uuid1.clone(), vec!["nvidia0"]),
+        (uuid1.to_lowercase(), vec!["nvidia0"]),
+        ("0000:18:00.0".into(), vec!["nvidia1"]),
+        ("1,0".into(), vec!["nvidia0", "nvidia1"]),
+        ("none".into(), vec![]),
+    ];
+    for (sel, want) in cases {
+        let var = format!("NVIDIA_VISIBLE_DEVICES={sel}");
+        assert_eq!(visible_nodes(&env, &[&var]), want, "{var}");
+    }
+    // `none` still gets the control node and driver files; `void` and unset get nothing (earlier
+    // runs left empty mount points in this rootfs, as runc does: look at the mounts).
+    let out = env.sh(
+        "ls /dev/nvidiactl /dev/nvidia-uvm && nvidia-smi && echo ok",
+        with_env(&["NVIDIA_VISIBLE_DEVICES=none"]),
+    );
+    assert!(out.stdout.contains("ok"), "{}", out.describe());
+    for vars in [
+        &["NVIDIA_VISIBLE_DEVICES=void"][..],
+        &["NVIDIA_VISIBLE_DEVICES="],
+        &[],
+    ] {
+        let out = env.sh("ls /dev; cat /proc/self/mountinfo", with_env(vars));
+        assert!(
+            !out.stdout.contains("nvidia"),
+            "{vars:?}: {}",
+            out.describe()
+        );
+    }
+    // The driver's nvidia-smi (stand-in) lists what the container got.
+    let out = env.sh("nvidia-smi", with_env(&["NVIDIA_VISIBLE_DEVICES=1"]));
+    assert_eq!(
+        out.stdout.trim(),
+        "GPU 0: stand-in (/dev/nvidia0)",
+        "{}",
+        out.describe()
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn gpu_capabilities_pick_the_driver_files_read_only_with_ld_cache() {
+    let Some((env, host)) = gpu_env("gpu_caps", h100x2()) else {
+        return;
+    };
+    let v = DRIVER_VERSION;
+    let cuda = host.lib(&format!("libcuda.so.{v}"));
+    let ml = host.lib(&format!("libnvidia-ml.so.{v}"));
+    let enc = host.lib(&format!("libnvidia-encode.so.{v}"));
+    let gl = host.lib(&format!("libnvidia-glcore.so.{v}"));
+    let mounted = |caps: Option<&str>| -> String {
+        let var = caps.map(|c| format!("NVIDIA_DRIVER_CAPABILITIES={c}"));
+        let mut vars = vec!["NVIDIA_VISIBLE_DEVICES=0"];
+        vars.extend(var.as_deref());
+        env.sh("cat /proc/self/mountinfo; ls /dev", with_env(&vars))
+            .stdout
+    };
+    let has = |text: &str, p: &str| {
+        text.lines()
+            .any(|l| l.split(' ').nth(4) == Some(p) || l == p.trim_start_matches("/dev/"))
+    };
+    // Default: compute + utility.
+    let m = mounted(None);
+    for p in [
+        &cuda,
+        &ml,
+        "/usr/bin/nvidia-smi",
+        "/run/nvidia-persistenced/socket",
+    ] {
+        assert!(has(&m, p), "default caps lack {p}\n{m}");
+    }
+    let fw = format!("/lib/firmware/nvidia/{v}");
+    assert!(has(&m, &fw), "{m}");
+    assert!(!has(&m, &enc) && !has(&m, &gl), "{m}");
+    assert!(has(&m, "nvidia-uvm") && !has(&m, "nvidia-modeset"), "{m}");
+    // The library of an older driver is never mounted.
+    assert!(!m.contains("libnvidia-cfg.so.470"), "{m}");
+    // video only: no CUDA, no uvm.
+    let m = mounted(Some("video"));
+    assert!(has(&m, &enc) && !has(&m, &cuda) && !has(&m, &ml), "{m}");
+    assert!(!has(&m, "nvidia-uvm") && has(&m, "nvidiactl"), "{m}");
+    // graphics,display: GL libraries and the modeset node.
+    let m = mounted(Some("graphics,display"));
+    assert!(
+        has(&m, &gl) && has(&m, "nvidia-modeset") && !has(&m, &cuda),
+        "{m}"
+    );
+    let m = mounted(Some("all"));
+    for p in [&cuda, &ml, &enc, &gl] {
+        assert!(has(&m, p), "all lacks {p}\n{m}");
+    }
+    // Unknown capability: a clear error.
+    env.config(with_env(&[
+        "NVIDIA_VISIBLE_DEVICES=0",
+        "NVIDIA_DRIVER_CAPABILITIES=compute,warp",
+    ]));
+    env.run(&env.id())
+        .assert_err("unknown driver capability \"warp\"");
+
+    // Read-only, nosuid, nodev; libcuda.so symlinks and the container's ld cache.
+    let script = format!(
+        "grep ' {cuda} ' /proc/self/mountinfo; touch {cuda} 2>&1; readlink /usr/lib/x86_64-linux-gnu/libcuda.so; \
+         readlink /usr/lib/x86_64-linux-gnu/libcuda.so.1"
+    );
+    let out = env.sh(&script, with_env(&["NVIDIA_VISIBLE_DEVICES=all"]));
+    let line = out.stdout.lines().next().unwrap_or_default();
+    let opts = line.split(' ').nth(5).unwrap_or_default();
+    for o in ["ro", "nosuid", "nodev"] {
+        assert!(opts.split(',').any(|x| x == o), "{o} missing: {line}");
+    }
+    assert!(
+        out.stdout.contains("Read-only file system"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains("\nlibcuda.so.1\n"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains(&format!("\nlibcuda.so.{v}")),
+        "{}",
+        out.describe()
+    );
+    assert_cache_lists_libcuda(&env);
+    env.assert_clean();
+}
+
+#[track_caller]
+fn assert_cache_lists_libcuda(env: &Env) {
+    let cache = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .arg("-C")
+        .arg(env.rootfs().join("etc/ld.so.cache"))
+        .output()
+        .unwrap();
+    let cache = String::from_utf8_lossy(&cache.stdout);
+    for lib in ["libcuda.so.1", "libnvidia-ml.so.1"] {
+        let line = format!("{lib} (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/{lib}");
+        assert!(cache.contains(&line), "{line} missing:\n{cache}");
+    }
+}
+
+/// `ldconfig = "builtin"`: the soname links and the cache come from gpurun itself, merged
+/// into the image's existing cache (an entry of which must survive).
+#[test]
+fn gpu_builtin_ld_cache() {
+    let Some((env, host)) = gpu_env("gpu_builtin_ldcache", h100x2()) else {
+        return;
+    };
+    host.write_config_with(
+        &mock_nvml().display().to_string(),
+        "ldconfig = \"builtin\"\n",
+    );
+    // An image cache with one library of its own (made by the host's ldconfig).
+    let own = env.rootfs().join("opt/own");
+    std::fs::create_dir_all(&own).unwrap();
+    let src = host.driver_root.join(format!(
+        "usr/lib/x86_64-linux-gnu/libnvidia-encode.so.{DRIVER_VERSION}"
+    ));
+    std::fs::copy(src, own.join("libown.so.1")).unwrap();
+    let st = std::process::Command::new("ldconfig")
+        .arg("-r")
+        .arg(env.rootfs())
+        .arg("/opt/own")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = env.sh(
+        "readlink /usr/lib/x86_64-linux-gnu/libcuda.so.1; readlink /usr/lib/x86_64-linux-gnu/libcuda.so",
+        with_env(&["NVIDIA_VISIBLE_DEVICES=0"]),
+    );
+    let want = format!("libcuda.so.{DRIVER_VERSION}\nlibcuda.so.1\n");
+    assert_eq!(out.stdout, want, "{}", out.describe());
+    assert_cache_lists_libcuda(&env);
+    let cache = std::process::Command::new("ldconfig")
+        .args(["-p", "-C"])
+        .arg(env.rootfs().join("etc/ld.so.cache"))
+        .output()
+        .unwrap();
+    let cache = String::from_utf8_lossy(&cache.stdout);
+    assert!(
+        cache.contains("libnvidia-encode.so.1 (libc6,x86-64) => /opt/own/libnvidia-encode.so.1"),
+        "{cache}"
+    );
+    env.assert_clean();
+}
+
+/// Allowed nodes open as far as the (absent) driver (ENXIO); an unselected GPU's node, bound in
+/// from the dev root, is refused by the device cgroup (EPERM) — on v1 and v2 alike.
+#[test]
+fn gpu_device_rules_are_in_place_before_the_process_runs() {
+    let Some((env, host)) = gpu_env("gpu_rules", h100x2()) else {
+        return;
+    };
+    let unselected = host.dev_root.join("dev/nvidia0");
+    env.config(|s| {
+        with_env(&["NVIDIA_VISIBLE_DEVICES=0"])(s);
+        set_args(s, &["sh", "-c", "cat /dev/nvidia1 2>&1; cat /dev/nvidia-uvm 2>&1; cat /mnt/unselected 2>&1; true"]);
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mnt/unselected", "type": "bind", "source": unselected, "options": ["bind"]
+        }));
+    });
+    let id = env.id();
+    let mut created = env.create_ok(&id);
+    if !cgroup2_host() {
+        // v1: the rules are in the container's devices cgroup while the init waits for start.
+        let dir = proc_cgroup_dir(env.pid(&id), "devices").expect("devices cgroup");
+        let list = std::fs::read_to_string(dir.join("devices.list")).unwrap();
+        for rule in [
+            "c 195:255 rwm",
+            "c 195:1 rwm",
+            &format!("c {UVM_MAJOR}:0 rwm"),
+        ] {
+            assert!(list.lines().any(|l| l == rule), "{rule} missing:\n{list}");
+        }
+        assert!(!list.lines().any(|l| l.starts_with("c 195:0 ")), "{list}");
+    }
+    env.gpurun(&["start", &id]).assert_ok();
+    env.wait_status(&id, "stopped");
+    created.reread();
+    let lines: Vec<&str> = created.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", created.describe());
+    assert!(
+        lines[0].contains("No such device or address"),
+        "{}",
+        created.describe()
+    );
+    assert!(
+        lines[1].contains("No such device or address"),
+        "{}",
+        created.describe()
+    );
+    assert!(
+        lines[2].contains("Operation not permitted"),
+        "{}",
+        created.describe()
+    );
+    env.gpurun(&["delete", &id]).assert_ok();
+    env.assert_clean();
+}
+
+#[test]
+fn gpu_requirements_and_legacy_images() {
+    let Some((env, _host)) = gpu_env("gpu_require", h100x2()) else {
+        return;
+    };
+    let ok = |vars: &[&str]| {
+        env.sh("true", with_env(vars));
+    };
+    let fails = |vars: &[&str], needle: &str| {
+        env.config(with_env(vars));
+        env.run(&env.id()).assert_err(needle);
+    };
+    ok(&[
+        "NVIDIA_VISIBLE_DEVICES=0",
+        "NVIDIA_REQUIRE_CUDA=cuda>=12.2 brand=tesla,driver>=470",
+    ]);
+    ok(&[
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "NVIDIA_REQUIRE_ARCH=arch>=9.0",
+        "NVIDIA_REQUIRE_DRIVER=driver>=535,driver<560",
+    ]);
+    fails(
+        &["NVIDIA_VISIBLE_DEVICES=0", "NVIDIA_REQUIRE_CUDA=cuda>=12.5"],
+        "requirement error: unsatisfied condition: cuda>=12.5",
+    );
+    fails(
+        &["NVIDIA_VISIBLE_DEVICES=1", "NVIDIA_REQUIRE_ARCH=arch=8.0"],
+        "unsatisfied condition: arch=8.0",
+    );
+    ok(&[
+        "NVIDIA_VISIBLE_DEVICES=0",
+        "NVIDIA_REQUIRE_CUDA=cuda>=12.5",
+        "NVIDIA_DISABLE_REQUIRE=1",
+    ]);
+    // Legacy image (CUDA_VERSION, no NVIDIA_REQUIRE_CUDA): every GPU, and cuda >= its version.
+    let out = env.sh(
+        "ls /dev | grep '^nvidia[0-9]'",
+        with_env(&["CUDA_VERSION=12.0.1"]),
+    );
+    assert_eq!(
+        out.stdout.split_whitespace().count(),
+        2,
+        "{}",
+        out.describe()
+    );
+    fails(
+        &["CUDA_VERSION=12.6.0"],
+        "unsatisfied condition: cuda>=12.6",
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn gpu_bad_selections_fail_clearly_and_leave_nothing() {
+    let Some((env, host)) = gpu_env("gpu_bad", h100x2()) else {
+        return;
+    };
+    for (sel, needle) in [
+        ("7", "no GPU with index 7: this machine has 2 GPU(s)"),
+        (
+            "GPU-deadbeef-0000",
+            "no GPU or MIG device matches \"GPU-deadbeef-0000\"",
+        ),
+        ("0:0", "GPU 0 is not in MIG mode"),
+    ] {
+        env.config(with_env(&[&format!("NVIDIA_VISIBLE_DEVICES={sel}")]));
+        let id = env.id();
+        env.gpurun(&["create", "--bundle", env.bundle.to_str().unwrap(), &id])
+            .assert_err(needle);
+        assert!(env.leaks_now().is_empty(), "{sel}: {}", env.leaks_now());
+    }
+    // No driver: NVML cannot be loaded.
+    host.write_config("/nonexistent/libnvidia-ml.so.1");
+    env.config(with_env(&["NVIDIA_VISIBLE_DEVICES=all"]));
+    env.run(&env.id())
+        .assert_err("cannot load NVML from /nonexistent/libnvidia-ml.so.1");
+    // A GPU node missing from the dev root.
+    host.write_config(&mock_nvml().display().to_string());
+    std::fs::remove_file(host.dev_root.join("dev/nvidia1")).unwrap();
+    env.config(with_env(&["NVIDIA_VISIBLE_DEVICES=0"]));
+    env.run(&env.id()).assert_err("nvidia1 does not exist");
+    // A container that asks for no GPU never reads the config (here: unreadable garbage).
+    std::fs::write(&host.config, "this is [not toml").unwrap();
+    env.config(with_env(&["NVIDIA_DRIVER_CAPABILITIES=all"]));
+    env.run(&env.id()).assert_ok();
+    env.config(with_env(&["NVIDIA_VISIBLE_DEVICES=0"]));
+    env.run(&env.id()).assert_err("gpu config");
+    env.assert_clean();
+}
+
+#[test]
+fn gpu_mig_devices_by_index_and_uuid() {
+    let Some((env, _host)) = gpu_env("gpu_mig", a100x8_mig()) else {
+        return;
+    };
+    assert_eq!(
+        visible_nodes(&env, &["NVIDIA_VISIBLE_DEVICES=all"]).len(),
+        8
+    );
+    assert_eq!(
+        visible_nodes(&env, &["NVIDIA_VISIBLE_DEVICES=0:1"]),
+        ["nvidia0"]
+    );
+    assert_eq!(
+        visible_nodes(
+            &env,
+            &["NVIDIA_VISIBLE_DEVICES=MIG-00000001-aaaa-bbbb-cccc-000000000001,5"]
+        ),
+        ["nvidia0", "nvidia5"]
+    );
+    env.config(with_env(&["NVIDIA_VISIBLE_DEVICES=0:2"]));
+    env.run(&env.id())
+        .assert_err("GPU 0 has 2 MIG device(s), no 0:2");
+    env.assert_clean();
+}

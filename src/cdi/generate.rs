@@ -1,0 +1,125 @@
+//! `gpurun cdi generate` / `gpurun cdi list`: a CDI spec for this machine's NVIDIA GPUs, like
+//! `nvidia-ctk cdi generate`: a device per index and per UUID, per MIG device (`g:m` and its
+//! UUID), `all`; the control nodes, driver files and the ld-cache hook as spec-wide edits.
+//! Device nodes carry only their paths: type and numbers are stat'ed when the spec is applied.
+
+use super::spec::{ContainerEdits, Device, DeviceNode, Hook, Mount, Spec};
+use crate::gpu::driver::{self, DriverFiles};
+use crate::gpu::nvml::Machine;
+use crate::gpu::select::Caps;
+use crate::gpu::{Config, GpuError};
+
+pub const KIND: &str = "nvidia.com/gpu";
+
+/// The capabilities a generated spec covers (everything but display and 32-bit libraries).
+const CAPS: &str = "compute,utility,video,graphics,ngx";
+
+pub fn generate(cfg: &Config, hook_bin: &str) -> Result<Spec, GpuError> {
+    let machine = Machine::discover(&cfg.nvml_library)?;
+    let files = driver::discover(cfg, Caps::parse(CAPS)?, &machine.driver_version)?;
+    Ok(build(cfg, &machine, &files, hook_bin))
+}
+
+fn node(cfg: &Config, path: &str) -> DeviceNode {
+    let host = cfg.dev_path(path).display().to_string();
+    DeviceNode {
+        path: path.into(),
+        host_path: (host != path).then_some(host),
+        ..Default::default()
+    }
+}
+
+pub fn build(cfg: &Config, machine: &Machine, files: &DriverFiles, hook_bin: &str) -> Spec {
+    let gpu_edits = |minor: u32| ContainerEdits {
+        device_nodes: vec![node(cfg, &format!("/dev/nvidia{minor}"))],
+        ..Default::default()
+    };
+    let mut devices = Vec::new();
+    for g in &machine.gpus {
+        for name in [g.index.to_string(), g.uuid.clone()] {
+            devices.push(Device {
+                name,
+                annotations: None,
+                container_edits: gpu_edits(g.minor),
+            });
+        }
+        for m in &g.mig {
+            for name in [format!("{}:{}", g.index, m.index), m.uuid.clone()] {
+                devices.push(Device {
+                    name,
+                    annotations: None,
+                    container_edits: gpu_edits(g.minor),
+                });
+            }
+        }
+    }
+    let mut all = ContainerEdits::default();
+    for g in &machine.gpus {
+        all.device_nodes
+            .push(node(cfg, &format!("/dev/nvidia{}", g.minor)));
+    }
+    devices.push(Device {
+        name: "all".into(),
+        annotations: None,
+        container_edits: all,
+    });
+
+    let mut common = ContainerEdits {
+        env: vec!["NVIDIA_VISIBLE_DEVICES=void".into()],
+        ..Default::default()
+    };
+    for p in [
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia-uvm-tools",
+        "/dev/nvidia-modeset",
+    ] {
+        if cfg.dev_path(p).exists() {
+            common.device_nodes.push(node(cfg, p));
+        }
+    }
+    for p in files.all() {
+        common.mounts.push(Mount {
+            host_path: cfg.driver_path(p).display().to_string(),
+            container_path: p.clone(),
+            options: vec!["ro".into(), "nosuid".into(), "nodev".into(), "bind".into()],
+            typ: None,
+        });
+    }
+    let mut args = vec![
+        "gpurun".to_string(),
+        "hook".into(),
+        "ldcache".into(),
+        format!("--ldconfig={}", cfg.ldconfig),
+    ];
+    for d in files.lib_dirs() {
+        args.push(format!("--lib-dir={d}"));
+    }
+    for (link, target) in driver::dev_symlinks(files) {
+        args.push(format!("--symlink={target}::{link}"));
+    }
+    if !files.libs.is_empty() {
+        common.hooks.push(Hook {
+            hook_name: "createContainer".into(),
+            path: hook_bin.into(),
+            args,
+            env: Vec::new(),
+            timeout: None,
+        });
+    }
+    Spec {
+        cdi_version: "0.6.0".into(),
+        kind: KIND.into(),
+        annotations: None,
+        devices,
+        container_edits: common,
+    }
+}
+
+/// The qualified names `gpurun cdi list` prints.
+pub fn names(spec: &Spec) -> Vec<String> {
+    spec.devices
+        .iter()
+        .map(|d| format!("{}={}", spec.kind, d.name))
+        .collect()
+}

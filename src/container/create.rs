@@ -76,8 +76,16 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             .unwrap_or_default(),
     );
     let result = cgroup.map_err(Error::from).and_then(|cgroup| {
-        create_in(&dir, &bundle, namespaces, &cgroup, seccomp.as_ref(), opts, gpu.as_ref())
-            .inspect_err(|_| cgroup.remove())
+        create_in(
+            &dir,
+            &bundle,
+            namespaces,
+            &cgroup,
+            seccomp.as_ref(),
+            opts,
+            gpu.as_ref(),
+        )
+        .inspect_err(|_| cgroup.remove())
     });
     match result {
         Ok((state, init)) => Ok(Created { dir, state, init }),

@@ -26,7 +26,7 @@ pub fn dest_rel(dest: &str, workdir: &str) -> Result<PathBuf> {
 
 /// Is the destination a directory? (`dest` as written, before cleaning.)
 pub fn dest_is_dir(rootfs: &Path, dest: &str, rel: &Path, n_sources: usize) -> bool {
-    dest.ends_with('/') || dest.ends_with("/.") || n_sources > 1 || resolve(rootfs, &rel.join("x")).is_ok_and(|p| p.parent().is_some_and(Path::is_dir))
+    dest.ends_with('/') || dest.ends_with("/.") || dest == "." || dest == ".." || n_sources > 1 || resolve(rootfs, &rel.join("x")).is_ok_and(|p| p.parent().is_some_and(Path::is_dir))
 }
 
 /// Create missing parents of `p` (inside the rootfs) as root-owned 0755 dirs, as Docker does.

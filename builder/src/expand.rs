@@ -37,6 +37,25 @@ pub fn pairs(s: &str, vars: &Vars, escape: char, legacy: bool) -> Result<Vec<(St
         .collect()
 }
 
+/// Heredoc bodies: only `$v`/`${v…}` expand (`\$` stays literal); quotes are kept as text.
+pub fn vars_only(s: &str, vars: &Vars) -> Result<String, String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' && chars.get(i + 1) == Some(&'$') {
+            out.push('$');
+            i += 2;
+        } else if chars[i] == '$' {
+            i = dollar(&chars, i, vars, '\\', &mut out)?;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
 fn lex(s: &str, vars: &Vars, escape: char, split: bool) -> Result<Vec<String>, String> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
@@ -187,6 +206,7 @@ mod tests {
         assert_eq!(word("`$A", &v, '`').unwrap(), "$A");
         assert!(word("${A", &v, '\\').is_err());
         assert!(word("\"x", &v, '\\').is_err());
+        assert_eq!(vars_only("it's \"$A\" \\$A ${E:-d}\n", &v).unwrap(), "it's \"1\" $A d\n");
     }
 
     #[test]

@@ -203,3 +203,61 @@ fn append(tar: &mut TarOut, root: &Path, rel: &Path, links: &mut HashMap<(u64, u
         tar.append_data(&mut h, rel, std::io::empty()).map_err(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn populate(r: &Path) {
+        fs::create_dir_all(r.join("etc/app")).unwrap();
+        fs::create_dir_all(r.join("var/cache/pip")).unwrap();
+        fs::create_dir_all(r.join("opt/old")).unwrap();
+        fs::write(r.join("etc/app/a.conf"), "a").unwrap();
+        fs::write(r.join("etc/keep"), "k").unwrap();
+        fs::write(r.join("var/cache/pip/wheel"), "w").unwrap();
+        fs::write(r.join("opt/old/x"), "x").unwrap();
+        fs::write(r.join("opt/old/y"), "y").unwrap();
+    }
+
+    fn listing(r: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        walk(r, Path::new(""), &mut |rel, md| {
+            let data = if md.is_file() { fs::read(r.join(rel)).unwrap() } else { Vec::new() };
+            out.push((rel.to_path_buf(), data));
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn diff_then_apply_reproduces_the_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        populate(&a);
+        populate(&b);
+        let before = snapshot(&a).unwrap();
+        assert!(diff(&store, &a, &before).unwrap().is_none(), "no change, no layer");
+        fs::remove_dir_all(a.join("var/cache")).unwrap(); // whiteout of a tree
+        fs::remove_file(a.join("etc/app/a.conf")).unwrap(); // whiteout of a file
+        fs::write(a.join("etc/keep"), "changed").unwrap();
+        fs::remove_dir_all(a.join("opt/old")).unwrap(); // recreated: opaque
+        fs::create_dir(a.join("opt/old")).unwrap();
+        fs::write(a.join("opt/old/z"), "z").unwrap();
+        fs::write(a.join("new"), "n").unwrap();
+        let l = diff(&store, &a, &before).unwrap().unwrap();
+        let names: Vec<String> = {
+            let f = fs::File::open(store.blob(&l.digest)).unwrap();
+            let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+            ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
+        };
+        assert!(names.contains(&"var/.wh.cache".to_string()), "{names:?}");
+        assert!(!names.iter().any(|n| n.contains(".wh.pip")), "only the top-most whiteout: {names:?}");
+        assert!(names.contains(&"etc/app/.wh.a.conf".to_string()));
+        assert!(names.contains(&"opt/old/.wh..wh..opq".to_string()));
+        crate::unpack::apply(&store.blob(&l.digest), &b).unwrap();
+        assert_eq!(listing(&a), listing(&b));
+        assert!(!b.join("opt/old/x").exists());
+    }
+}

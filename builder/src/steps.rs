@@ -220,7 +220,7 @@ impl Builder {
                     selected.extend(sroot.select(&p).map_err(|e| e.at_line(line))?);
                 }
                 Src::Inline { name, body, expand: e } => {
-                    let body = if *e { expand::word(&body.replace('"', "\\\""), &vars, self.escape).unwrap_or(body.clone()) } else { body.clone() };
+                    let body = if *e { expand::vars_only(body, &vars).map_err(|m| at(line, m))? } else { body.clone() };
                     inline.push((name.clone(), body));
                 }
             }

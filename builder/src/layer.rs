@@ -198,8 +198,8 @@ fn append(tar: &mut TarOut, root: &Path, rel: &Path, links: &mut HashMap<(u64, u
             return Ok(()); // sockets have no tar form
         });
         let rdev = md.rdev();
-        h.set_device_major(((rdev >> 8) & 0xfff) as u32 | ((rdev >> 32) & !0xfff) as u32).map_err(io(&p))?;
-        h.set_device_minor((rdev & 0xff) as u32 | ((rdev >> 12) & !0xff) as u32).map_err(io(&p))?;
+        h.set_device_major(nix::sys::stat::major(rdev) as u32).map_err(io(&p))?;
+        h.set_device_minor(nix::sys::stat::minor(rdev) as u32).map_err(io(&p))?;
         tar.append_data(&mut h, rel, std::io::empty()).map_err(e)
     }
 }
@@ -242,7 +242,8 @@ mod tests {
         fs::remove_dir_all(a.join("var/cache")).unwrap(); // whiteout of a tree
         fs::remove_file(a.join("etc/app/a.conf")).unwrap(); // whiteout of a file
         fs::write(a.join("etc/keep"), "changed").unwrap();
-        fs::remove_dir_all(a.join("opt/old")).unwrap(); // recreated: opaque
+        // recreated: opaque (moved away first so the new dir cannot reuse the inode number)
+        fs::rename(a.join("opt/old"), t.path().join("graveyard")).unwrap();
         fs::create_dir(a.join("opt/old")).unwrap();
         fs::write(a.join("opt/old/z"), "z").unwrap();
         fs::write(a.join("new"), "n").unwrap();

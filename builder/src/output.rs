@@ -65,6 +65,7 @@ pub fn write_bundle(store: &Store, stage: &Stage, dir: &Path) -> Result<()> {
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
+    let env = crate::user::with_home(env, &rootfs, ids.uid);
     let spec = config_json(&SpecInput {
         args: process_args(c.entrypoint.as_deref(), c.cmd.as_deref()),
         env,

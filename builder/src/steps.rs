@@ -145,6 +145,7 @@ impl Builder {
         let ids = resolve_user(&rootfs, &user).map_err(|m| at(line, format!("USER {user}: {m}")))?;
         let before = layer::snapshot(&rootfs)?;
         let id = self.unique("run");
+        let env = crate::user::with_home(env, &rootfs, ids.uid);
         let rs = RunStep { args, env, cwd: stage.workdir().to_string(), ids, network_none, cache_mounts: mounts, devices };
         let state_root = self.store.root.join("run");
         let t = Instant::now();

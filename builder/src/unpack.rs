@@ -138,12 +138,34 @@ pub fn apply_tar(reader: impl Read, root: &Path) -> Result<()> {
             let Some(target) = target else { continue };
             let src = resolve(root, &target)?;
             std::fs::hard_link(&src, &dst).map_err(io(&dst))?;
+        } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
+            special(&entry, &dst)?;
         } else {
             entry.unpack(&dst).map_err(io(&dst))?;
         }
         this_layer.insert(rel);
     }
     Ok(())
+}
+
+/// Device nodes and fifos (the tar crate would write them as empty regular files).
+fn special<R: Read>(entry: &tar::Entry<'_, R>, dst: &Path) -> Result<()> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let h = entry.header();
+    let kind = if h.entry_type().is_character_special() {
+        SFlag::S_IFCHR
+    } else if h.entry_type().is_block_special() {
+        SFlag::S_IFBLK
+    } else {
+        SFlag::S_IFIFO
+    };
+    let major = h.device_major().ok().flatten().unwrap_or(0);
+    let minor = h.device_minor().ok().flatten().unwrap_or(0);
+    let mode = Mode::from_bits_truncate(h.mode().unwrap_or(0o600));
+    mknod(dst, kind, mode, makedev(major.into(), minor.into())).map_err(|e| io(dst)(e.into()))?;
+    let (uid, gid) = (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32);
+    std::os::unix::fs::lchown(dst, Some(uid), Some(gid)).map_err(io(dst))?;
+    std::fs::set_permissions(dst, std::os::unix::fs::PermissionsExt::from_mode(h.mode().unwrap_or(0o600))).map_err(io(dst))
 }
 
 #[cfg(test)]

@@ -65,6 +65,24 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<Ids, String> {
     Ok(Ids { uid, gid, additional_gids })
 }
 
+/// HOME for a uid, as Docker sets it when the image's Env has none: the passwd entry's home
+/// dir, else `/`.
+pub fn home_dir(root: &Path, uid: u32) -> String {
+    read(root, "etc/passwd")
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map_or_else(|| "/".to_string(), |f| f[5].to_string())
+}
+
+/// Add `HOME=` to `env` unless it is set.
+pub fn with_home(mut env: Vec<String>, root: &Path, uid: u32) -> Vec<String> {
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_dir(root, uid)));
+    }
+    env
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +100,8 @@ mod tests {
         assert_eq!(resolve_user(r, "4242:7").unwrap(), Ids { uid: 4242, gid: 7, additional_gids: vec![] });
         assert!(resolve_user(r, "ghost").unwrap_err().contains("ghost"));
         assert!(resolve_user(r, "app:nogroup").unwrap_err().contains("nogroup"));
+        assert_eq!(home_dir(r, 1000), "/home/app");
+        assert_eq!(home_dir(r, 4242), "/");
+        assert_eq!(with_home(vec!["HOME=/x".into()], r, 0), ["HOME=/x"]);
     }
 }

@@ -141,15 +141,15 @@ fn real_main(cli: Cli) -> Result<()> {
     };
     let t = Instant::now();
     let mut b = build::Builder::new(opts)?;
-    let built = b.build(&df)?;
-    let res = write_outputs(&cli, &b.store, &built.stage);
+    let mut built = b.build(&df)?;
+    let res = write_outputs(&cli, &b.store, &mut built.stage);
     built.stage.cleanup();
     res?;
     println!("built in {:.3}s", t.elapsed().as_secs_f64());
     Ok(())
 }
 
-fn write_outputs(cli: &Cli, store: &store::Store, stage: &stage::Stage) -> Result<()> {
+fn write_outputs(cli: &Cli, store: &store::Store, stage: &mut stage::Stage) -> Result<()> {
     if let Some(dir) = &cli.bundle {
         output::write_bundle(store, stage, dir)?;
         println!("bundle: {}", dir.display());

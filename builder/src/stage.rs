@@ -51,6 +51,16 @@ impl Stage {
         s
     }
 
+    /// Does the working tree hold every layer?
+    pub fn is_materialized(&self) -> bool {
+        self.applied == Some(self.layers.len())
+    }
+
+    /// The working tree was moved away (into a bundle).
+    pub fn forget_tree(&mut self) {
+        self.applied = None;
+    }
+
     pub fn rootfs_path(&self) -> PathBuf {
         self.work.join("rootfs")
     }

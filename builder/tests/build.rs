@@ -341,3 +341,34 @@ fn debian_base_with_named_user() {
     assert_build_clean(&cache);
     env.assert_clean();
 }
+
+#[test]
+fn bundle_rebuild_reuses_an_untouched_rootfs_only() {
+    if !require_root() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("build-rebundle");
+    let cache = env.dir.join("cache");
+    let df = format!("FROM dir:{}\nRUN echo v1 > /version\nCMD [\"cat\", \"/version\"]\n", env.rootfs().display());
+    let ctx = context(&env.dir.join("ctx"), &df, &[]);
+    let out = env.dir.join("b");
+    let args = ["--bundle", out.to_str().unwrap(), ctx.to_str().unwrap()];
+    build(&cache, &args).ok();
+    let ino = |p: &str| std::fs::symlink_metadata(out.join("rootfs").join(p)).unwrap().ino();
+    let first = ino("version");
+    build(&cache, &args).ok();
+    assert_eq!(ino("version"), first, "no-change rebuild keeps the extracted rootfs");
+    // The container wrote into its rootfs: the next build must not ship that.
+    std::fs::write(out.join("rootfs/tmp/scratch"), "dirty").unwrap();
+    build(&cache, &args).ok();
+    assert!(!out.join("rootfs/tmp/scratch").exists(), "a touched rootfs is re-extracted");
+    // A changed Dockerfile: the new layer lands on the old tree or a fresh one, never a mix.
+    std::fs::write(ctx.join("Dockerfile"), df.replace("v1", "v2")).unwrap();
+    build(&cache, &args).ok();
+    let run = run_bundle(&env, &out);
+    run.assert_ok();
+    assert_eq!(run.stdout, "v2\n");
+    assert_build_clean(&cache);
+    env.assert_clean();
+}

@@ -17,9 +17,16 @@ pub struct Base {
 }
 
 pub fn load(store: &Store, cache: &Cache, image: &str) -> Result<Base> {
-    let err = |msg: String| Error::Image { image: image.to_string(), msg };
+    let err = |msg: String| Error::Image {
+        image: image.to_string(),
+        msg,
+    };
     if image == "scratch" {
-        return Ok(Base { config: ImageConfig::scratch(), layers: Vec::new(), id: "scratch".into() });
+        return Ok(Base {
+            config: ImageConfig::scratch(),
+            layers: Vec::new(),
+            id: "scratch".into(),
+        });
     }
     if let Some(rest) = image.strip_prefix("oci:") {
         let (dir, tag) = split_tag(rest);
@@ -40,7 +47,10 @@ pub fn load(store: &Store, cache: &Cache, image: &str) -> Result<Base> {
     if let Some(dir) = image.strip_prefix("dir:") {
         return from_dir(store, cache, Path::new(dir)).map_err(|e| err(e.to_string()));
     }
-    Err(err("registry pulls are not supported yet: use oci:DIR[:TAG], oci-archive:FILE or dir:PATH".into()))
+    Err(err(
+        "registry pulls are not supported yet: use oci:DIR[:TAG], oci-archive:FILE or dir:PATH"
+            .into(),
+    ))
 }
 
 /// `path:tag` → (path, Some(tag)); a `:` inside the path's last component only.
@@ -64,27 +74,41 @@ fn blob_path(layout: &Path, digest: &str) -> PathBuf {
 fn from_layout(store: &Store, layout: &Path, tag: Option<&str>) -> Result<Base> {
     let index: Index = read_json(&layout.join("index.json"))?;
     let want = tag.unwrap_or("latest");
-    let named = |d: &&oci::Descriptor| d.annotations.get(oci::REF_NAME).map(String::as_str) == Some(want);
+    let named =
+        |d: &&oci::Descriptor| d.annotations.get(oci::REF_NAME).map(String::as_str) == Some(want);
     let desc = match index.manifests.iter().find(named) {
         Some(d) => d.clone(),
         None if tag.is_none() && index.manifests.len() == 1 => index.manifests[0].clone(),
         None => {
-            return Err(Error::Usage(format!("{}: no image tagged {want:?} in index.json", layout.display())));
+            return Err(Error::Usage(format!(
+                "{}: no image tagged {want:?} in index.json",
+                layout.display()
+            )));
         }
     };
     let desc = platform_manifest(layout, desc)?;
     let manifest: Manifest = read_json(&blob_path(layout, &desc.digest))?;
     let config: ImageConfig = read_json(&blob_path(layout, &manifest.config.digest))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(Error::Usage("manifest layers and config diff_ids differ in number".into()));
+        return Err(Error::Usage(
+            "manifest layers and config diff_ids differ in number".into(),
+        ));
     }
     let mut layers = Vec::new();
     for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         let src = blob_path(layout, &l.digest);
         store.import(&src, &l.digest)?;
-        layers.push(Layer { digest: l.digest.clone(), diff_id: diff_id.clone(), size: l.size });
+        layers.push(Layer {
+            digest: l.digest.clone(),
+            diff_id: diff_id.clone(),
+            size: l.size,
+        });
     }
-    Ok(Base { config, layers, id: desc.digest })
+    Ok(Base {
+        config,
+        layers,
+        id: desc.digest,
+    })
 }
 
 /// An index (multi-platform image) → the manifest for this machine's architecture.
@@ -95,8 +119,17 @@ fn platform_manifest(layout: &Path, desc: oci::Descriptor) -> Result<oci::Descri
     let idx: Index = read_json(&blob_path(layout, &desc.digest))?;
     idx.manifests
         .into_iter()
-        .find(|m| m.platform.as_ref().is_none_or(|p| p["architecture"] == oci::arch()))
-        .ok_or_else(|| Error::Usage(format!("no manifest for linux/{} in the image index", oci::arch())))
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_none_or(|p| p["architecture"] == oci::arch())
+        })
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no manifest for linux/{} in the image index",
+                oci::arch()
+            ))
+        })
 }
 
 /// A rootfs directory as a one-layer image, cached by the directory's metadata.
@@ -122,6 +155,13 @@ fn from_dir(store: &Store, cache: &Cache, dir: &Path) -> Result<Base> {
         created_by: format!("gpurun-build: rootfs directory {}", dir.display()),
         ..Default::default()
     });
-    config.config.env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    Ok(Base { config, layers: vec![layer], id: format!("dir:{key}") })
+    config
+        .config
+        .env
+        .push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    Ok(Base {
+        config,
+        layers: vec![layer],
+        id: format!("dir:{key}"),
+    })
 }

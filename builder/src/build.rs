@@ -6,7 +6,7 @@ use crate::dockerfile::{Dockerfile, Kind, Step};
 use crate::error::{at, Error, Result};
 use crate::expand::{self, Vars};
 use crate::ignore::Ignore;
-use crate::oci::{self, ImageConfig};
+use crate::oci;
 use crate::stage::Stage;
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub struct Opts {
-    pub dockerfile: PathBuf,
     pub context: PathBuf,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
@@ -80,8 +79,13 @@ impl Builder {
         self.escape = df.escape;
         self.globals = platform_args();
         for step in &df.global_args {
-            let Kind::Arg(text) = &step.kind else { continue };
-            for (k, v) in self.declare_args(text, &self.globals.clone()).map_err(|m| at(step.line, m))? {
+            let Kind::Arg(text) = &step.kind else {
+                continue;
+            };
+            for (k, v) in self
+                .declare_args(text, &self.globals.clone())
+                .map_err(|m| at(step.line, m))?
+            {
                 self.globals.insert(k, v);
             }
         }
@@ -114,7 +118,12 @@ impl Builder {
                     return Err(e.at_line(step.line));
                 }
                 if matches!(step.kind, Kind::Run { .. } | Kind::Copy { .. }) && !self.last_cached {
-                    println!("[{}/{}] done in {:.3}s", self.step_no, self.step_total, t.elapsed().as_secs_f64());
+                    println!(
+                        "[{}/{}] done in {:.3}s",
+                        self.step_no,
+                        self.step_total,
+                        t.elapsed().as_secs_f64()
+                    );
                 }
             }
             self.done[i] = Some(stage);
@@ -154,7 +163,12 @@ impl Builder {
             }
             for s in &st.steps {
                 if let Kind::Copy { flags, .. } = &s.kind {
-                    refs.extend(flags.iter().filter(|(k, _)| k == "from").map(|(_, v)| v.clone()));
+                    refs.extend(
+                        flags
+                            .iter()
+                            .filter(|(k, _)| k == "from")
+                            .map(|(_, v)| v.clone()),
+                    );
                 }
             }
             for r in refs {
@@ -167,7 +181,11 @@ impl Builder {
     }
 
     /// ARG text → (name, value) pairs: build-arg, else the default, else a global's value.
-    pub fn declare_args(&mut self, text: &str, scope: &Vars) -> std::result::Result<Vec<(String, String)>, String> {
+    pub fn declare_args(
+        &mut self,
+        text: &str,
+        scope: &Vars,
+    ) -> std::result::Result<Vec<(String, String)>, String> {
         let mut out = Vec::new();
         for w in expand::words(text, scope, self.escape)? {
             let (k, default) = match w.split_once('=') {
@@ -188,23 +206,54 @@ impl Builder {
     }
 
     fn from(&mut self, step: &Step, index: usize) -> Result<Stage> {
-        let Kind::From { image, alias, platform } = &step.kind else { unreachable!("stage starts with FROM") };
+        let Kind::From {
+            image,
+            alias,
+            platform,
+        } = &step.kind
+        else {
+            unreachable!("stage starts with FROM")
+        };
         self.step_no += 1;
-        let image = expand::word(image, &self.globals, self.escape).map_err(|m| at(step.line, m))?;
+        let image =
+            expand::word(image, &self.globals, self.escape).map_err(|m| at(step.line, m))?;
         if let Some(p) = platform {
             let p = expand::word(p, &self.globals, self.escape).map_err(|m| at(step.line, m))?;
             if p != format!("linux/{}", oci::arch()) {
-                return Err(at(step.line, format!("--platform={p}: only linux/{} can be built here", oci::arch())));
+                return Err(at(
+                    step.line,
+                    format!(
+                        "--platform={p}: only linux/{} can be built here",
+                        oci::arch()
+                    ),
+                ));
             }
         }
-        println!("[{}/{}] FROM {image}{}", self.step_no, self.step_total, alias.as_ref().map(|a| format!(" AS {a}")).unwrap_or_default());
-        let work = self.store.root.join("work").join(self.unique(&format!("stage{index}")));
-        if let Some(&j) = self.names.get(&image.to_ascii_lowercase()).filter(|&&j| j < index) {
+        println!(
+            "[{}/{}] FROM {image}{}",
+            self.step_no,
+            self.step_total,
+            alias
+                .as_ref()
+                .map(|a| format!(" AS {a}"))
+                .unwrap_or_default()
+        );
+        let work = self
+            .store
+            .root
+            .join("work")
+            .join(self.unique(&format!("stage{index}")));
+        if let Some(&j) = self
+            .names
+            .get(&image.to_ascii_lowercase())
+            .filter(|&&j| j < index)
+        {
             let parent = self.done[j].as_ref().expect("dependency stage built first");
-            return Ok(Stage::from_stage(alias.clone(), parent, work));
+            return Ok(Stage::from_stage(parent, work));
         }
-        let base = crate::base::load(&self.store, &self.cache, &image).map_err(|e| e.at_line(step.line))?;
-        Ok(Stage::new(alias.clone(), base, work))
+        let base = crate::base::load(&self.store, &self.cache, &image)
+            .map_err(|e| e.at_line(step.line))?;
+        Ok(Stage::new(base, work))
     }
 }
 
@@ -219,10 +268,4 @@ fn platform_args() -> Vars {
         v.insert(format!("{p}VARIANT"), String::new());
     }
     v
-}
-
-impl Built {
-    pub fn config(&self) -> &ImageConfig {
-        &self.stage.config
-    }
 }

@@ -19,7 +19,11 @@ struct Entry {
 
 impl Cache {
     pub fn new(store: &Store, enabled: bool) -> Cache {
-        Cache { dir: store.root.join("cache"), store: store.clone(), enabled }
+        Cache {
+            dir: store.root.join("cache"),
+            store: store.clone(),
+            enabled,
+        }
     }
 
     /// Some(layer-or-none) on a hit whose layer blob is still present.
@@ -36,7 +40,9 @@ impl Cache {
     }
 
     pub fn put(&self, key: &str, layer: Option<&Layer>) -> Result<()> {
-        let e = Entry { layer: layer.cloned() };
+        let e = Entry {
+            layer: layer.cloned(),
+        };
         let tmp = self.store.tmp("cache");
         let data = serde_json::to_vec(&e).expect("cache entry serializes");
         std::fs::write(&tmp, data).map_err(io(&tmp))?;

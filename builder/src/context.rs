@@ -27,18 +27,30 @@ pub struct Selected {
 
 impl SourceRoot<'_> {
     fn excluded(&self, rel: &Path) -> bool {
-        self.ignore.is_some_and(|i| i.excluded(&rel.to_string_lossy()))
+        self.ignore
+            .is_some_and(|i| i.excluded(&rel.to_string_lossy()))
     }
 
     /// Resolve one (already expanded) source pattern.
     pub fn select(&self, pattern: &str) -> Result<Vec<Selected>> {
-        let rel = clean(Path::new(pattern))
-            .ok_or_else(|| Error::Usage(format!("{pattern}: forbidden path outside the build context")))?;
+        let rel = clean(Path::new(pattern)).ok_or_else(|| {
+            Error::Usage(format!(
+                "{pattern}: forbidden path outside the build context"
+            ))
+        })?;
         let is_glob = pattern.contains(['*', '?', '[']);
         if !is_glob {
-            let host = if rel.as_os_str().is_empty() { self.root.to_path_buf() } else { resolve(self.root, &rel)? };
-            if std::fs::symlink_metadata(&host).is_err() || (!rel.as_os_str().is_empty() && self.excluded(&rel)) {
-                return Err(Error::Usage(format!("{pattern}: no such file or directory in the source")));
+            let host = if rel.as_os_str().is_empty() {
+                self.root.to_path_buf()
+            } else {
+                resolve(self.root, &rel)?
+            };
+            if std::fs::symlink_metadata(&host).is_err()
+                || (!rel.as_os_str().is_empty() && self.excluded(&rel))
+            {
+                return Err(Error::Usage(format!(
+                    "{pattern}: no such file or directory in the source"
+                )));
             }
             return Ok(vec![Selected { host, rel }]);
         }
@@ -50,14 +62,23 @@ impl SourceRoot<'_> {
         let mut out = Vec::new();
         walk(self.root, Path::new(""), &mut |r, _| {
             if glob.is_match(r) && !self.excluded(r) {
-                out.push(Selected { host: self.root.join(r), rel: r.to_path_buf() });
+                out.push(Selected {
+                    host: self.root.join(r),
+                    rel: r.to_path_buf(),
+                });
             }
         })?;
         if out.is_empty() {
-            return Err(Error::Usage(format!("{pattern}: no source files were specified (nothing matches)")));
+            return Err(Error::Usage(format!(
+                "{pattern}: no source files were specified (nothing matches)"
+            )));
         }
         // a matched dir's children are copied through the dir itself
-        let dirs: Vec<PathBuf> = out.iter().filter(|s| s.host.is_dir()).map(|s| s.rel.clone()).collect();
+        let dirs: Vec<PathBuf> = out
+            .iter()
+            .filter(|s| s.host.is_dir())
+            .map(|s| s.rel.clone())
+            .collect();
         out.retain(|s| !dirs.iter().any(|d| s.rel != *d && s.rel.starts_with(d)));
         Ok(out)
     }
@@ -84,11 +105,20 @@ impl SourceRoot<'_> {
             h.update(sel.rel.to_string_lossy().as_bytes());
             h.update([0]);
             for r in self.entries(sel)? {
-                let p = if r.as_os_str().is_empty() { sel.host.clone() } else { sel.host.join(&r) };
+                let p = if r.as_os_str().is_empty() {
+                    sel.host.clone()
+                } else {
+                    sel.host.join(&r)
+                };
                 let md = std::fs::symlink_metadata(&p).map_err(io(&p))?;
                 h.update(format!("{}\0{:o}\0", r.display(), md.mode()).as_bytes());
                 if md.file_type().is_symlink() {
-                    h.update(std::fs::read_link(&p).map_err(io(&p))?.as_os_str().as_encoded_bytes());
+                    h.update(
+                        std::fs::read_link(&p)
+                            .map_err(io(&p))?
+                            .as_os_str()
+                            .as_encoded_bytes(),
+                    );
                 } else if md.is_file() {
                     let mut f = std::fs::File::open(&p).map_err(io(&p))?;
                     let mut buf = vec![0u8; 64 * 1024];
@@ -119,10 +149,21 @@ mod tests {
             std::fs::write(c.join(f), f).unwrap();
         }
         let ig = Ignore::parse("*.txt\n**/*.pyc\n").unwrap();
-        let root = SourceRoot { root: c, ignore: Some(&ig) };
-        let got: Vec<_> = root.select("*.py").unwrap().into_iter().map(|s| s.rel).collect();
+        let root = SourceRoot {
+            root: c,
+            ignore: Some(&ig),
+        };
+        let got: Vec<_> = root
+            .select("*.py")
+            .unwrap()
+            .into_iter()
+            .map(|s| s.rel)
+            .collect();
         assert_eq!(got, [PathBuf::from("a.py"), PathBuf::from("b.py")]);
-        assert!(root.select("notes.txt").is_err(), "ignored files are not in the context");
+        assert!(
+            root.select("notes.txt").is_err(),
+            "ignored files are not in the context"
+        );
         assert!(root.select("../etc/passwd").is_err());
         assert!(root.select("*.none").is_err());
         let src = root.select("src").unwrap();

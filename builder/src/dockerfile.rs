@@ -17,17 +17,34 @@ pub enum CmdForm {
 pub enum Src {
     Path(String),
     /// `COPY <<NAME /dst`: the file's name, body, and whether `$v` expands in it.
-    Inline { name: String, body: String, expand: bool },
+    Inline {
+        name: String,
+        body: String,
+        expand: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub enum Kind {
-    From { image: String, alias: Option<String>, platform: Option<String> },
+    From {
+        image: String,
+        alias: Option<String>,
+        platform: Option<String>,
+    },
     Arg(String),
     Env(String),
     Label(String),
-    Run { flags: Vec<(String, String)>, cmd: CmdForm, heredoc: Option<(String, bool)> },
-    Copy { add: bool, flags: Vec<(String, String)>, srcs: Vec<Src>, dest: String },
+    Run {
+        flags: Vec<(String, String)>,
+        cmd: CmdForm,
+        heredoc: Option<(String, bool)>,
+    },
+    Copy {
+        add: bool,
+        flags: Vec<(String, String)>,
+        srcs: Vec<Src>,
+        dest: String,
+    },
     Cmd(CmdForm),
     Entrypoint(CmdForm),
     Shell(Vec<String>),
@@ -65,12 +82,19 @@ pub struct Dockerfile {
 
 pub fn parse_file(path: &Path) -> Result<Dockerfile> {
     let text = std::fs::read_to_string(path).map_err(crate::error::io(path))?;
-    parse(&text).map_err(|msg| Error::Parse { file: path.to_path_buf(), msg })
+    parse(&text).map_err(|msg| Error::Parse {
+        file: path.to_path_buf(),
+        msg,
+    })
 }
 
 pub fn parse(text: &str) -> std::result::Result<Dockerfile, String> {
     let df = pd::parse(text).map_err(|e| format!("line {}: {e}", e.line()))?;
-    let escape = df.parser_directives.escape.as_ref().map_or('\\', |d| d.value.value);
+    let escape = df
+        .parser_directives
+        .escape
+        .as_ref()
+        .map_or('\\', |d| d.value.value);
     let starts: Vec<usize> = df.instructions.iter().map(start_of).collect();
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
@@ -82,16 +106,28 @@ pub fn parse(text: &str) -> std::result::Result<Dockerfile, String> {
             kind: convert(ins, text, starts[i])?,
         };
         match (&step.kind, stages.last_mut()) {
-            (Kind::From { .. }, _) => stages.push(Stage { from: step, steps: Vec::new() }),
+            (Kind::From { .. }, _) => stages.push(Stage {
+                from: step,
+                steps: Vec::new(),
+            }),
             (_, Some(stage)) => stage.steps.push(step),
             (Kind::Arg(_), None) => global_args.push(step),
-            (_, None) => return Err(format!("line {}: instruction before the first FROM", step.line)),
+            (_, None) => {
+                return Err(format!(
+                    "line {}: instruction before the first FROM",
+                    step.line
+                ))
+            }
         }
     }
     if stages.is_empty() {
         return Err("no FROM instruction".into());
     }
-    Ok(Dockerfile { escape, global_args, stages })
+    Ok(Dockerfile {
+        escape,
+        global_args,
+        stages,
+    })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -141,7 +177,15 @@ fn cmd(c: &Command<'_>) -> CmdForm {
 
 fn flags(f: &[pd::Flag<'_>]) -> Vec<(String, String)> {
     f.iter()
-        .map(|f| (f.name.value.to_string(), f.value.as_ref().map(|v| v.value.to_string()).unwrap_or_default()))
+        .map(|f| {
+            (
+                f.name.value.to_string(),
+                f.value
+                    .as_ref()
+                    .map(|v| v.value.to_string())
+                    .unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -150,7 +194,11 @@ fn heredoc_names(first_line: &str) -> Vec<String> {
     first_line
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("<<"))
-        .map(|w| w.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\'').to_string())
+        .map(|w| {
+            w.trim_start_matches('-')
+                .trim_matches(|c| c == '"' || c == '\'')
+                .to_string()
+        })
         .collect()
 }
 
@@ -160,23 +208,34 @@ fn convert(ins: &Instruction<'_>, text: &str, start: usize) -> std::result::Resu
         Instruction::From(i) => Kind::From {
             image: i.image.value.to_string(),
             alias: i.as_.as_ref().map(|(_, a)| a.value.to_string()),
-            platform: flags(&i.options).into_iter().find(|(k, _)| k == "platform").map(|(_, v)| v),
+            platform: flags(&i.options)
+                .into_iter()
+                .find(|(k, _)| k == "platform")
+                .map(|(_, v)| v),
         },
         Instruction::Arg(i) => Kind::Arg(i.arguments.value.to_string()),
         Instruction::Env(i) => Kind::Env(i.arguments.value.to_string()),
         Instruction::Label(i) => Kind::Label(i.arguments.value.to_string()),
         Instruction::Run(i) => {
             let heredoc = i.here_docs.first().map(|h| (h.value.to_string(), h.expand));
-            Kind::Run { flags: flags(&i.options), cmd: cmd(&i.arguments), heredoc }
+            Kind::Run {
+                flags: flags(&i.options),
+                cmd: cmd(&i.arguments),
+                heredoc,
+            }
         }
         Instruction::Copy(i) => copy(false, &i.options, &i.src, &i.dest.value, first_line),
         Instruction::Add(i) => copy(true, &i.options, &i.src, &i.dest.value, first_line),
         Instruction::Cmd(i) => Kind::Cmd(cmd(&i.arguments)),
         Instruction::Entrypoint(i) => Kind::Entrypoint(cmd(&i.arguments)),
-        Instruction::Shell(i) => Kind::Shell(i.arguments.iter().map(|s| s.value.to_string()).collect()),
+        Instruction::Shell(i) => {
+            Kind::Shell(i.arguments.iter().map(|s| s.value.to_string()).collect())
+        }
         Instruction::Workdir(i) => Kind::Workdir(i.arguments.value.to_string()),
         Instruction::User(i) => Kind::User(i.arguments.value.to_string()),
-        Instruction::Expose(i) => Kind::Expose(i.arguments.iter().map(|s| s.value.to_string()).collect()),
+        Instruction::Expose(i) => {
+            Kind::Expose(i.arguments.iter().map(|s| s.value.to_string()).collect())
+        }
         Instruction::Volume(i) => Kind::Volume(match &i.arguments {
             JsonOrStringArray::Json(v) => v.value.iter().map(|s| s.value.to_string()).collect(),
             JsonOrStringArray::String(v) => v.iter().map(|s| s.value.to_string()).collect(),
@@ -185,11 +244,22 @@ fn convert(ins: &Instruction<'_>, text: &str, start: usize) -> std::result::Resu
         Instruction::Maintainer(i) => Kind::Maintainer(i.name.value.to_string()),
         Instruction::Healthcheck(_) => Kind::Annotation("healthcheck"),
         Instruction::Onbuild(_) => Kind::Annotation("onbuild"),
-        _ => return Err(format!("line {}: unsupported instruction", line_of(text, start))),
+        _ => {
+            return Err(format!(
+                "line {}: unsupported instruction",
+                line_of(text, start)
+            ))
+        }
     })
 }
 
-fn copy(add: bool, opts: &[pd::Flag<'_>], src: &[Source<'_>], dest: &str, first_line: &str) -> Kind {
+fn copy(
+    add: bool,
+    opts: &[pd::Flag<'_>],
+    src: &[Source<'_>],
+    dest: &str,
+    first_line: &str,
+) -> Kind {
     let mut names = heredoc_names(first_line).into_iter();
     let srcs = src
         .iter()
@@ -203,7 +273,12 @@ fn copy(add: bool, opts: &[pd::Flag<'_>], src: &[Source<'_>], dest: &str, first_
             _ => Src::Path(String::new()),
         })
         .collect();
-    Kind::Copy { add, flags: flags(opts), srcs, dest: dest.to_string() }
+    Kind::Copy {
+        add,
+        flags: flags(opts),
+        srcs,
+        dest: dest.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -235,23 +310,34 @@ CMD ["run", "x"]
         assert_eq!(df.global_args.len(), 1);
         assert_eq!(df.stages.len(), 2);
         let s0 = &df.stages[0];
-        assert!(matches!(&s0.from.kind, Kind::From { image, alias: Some(a), .. } if image == "${BASE}" && a == "build"));
+        assert!(
+            matches!(&s0.from.kind, Kind::From { image, alias: Some(a), .. } if image == "${BASE}" && a == "build")
+        );
         assert_eq!(s0.steps[0].line, 5);
         assert!(s0.steps[0].text.contains("echo b"));
         match &s0.steps[1].kind {
-            Kind::Run { heredoc: Some((body, true)), .. } => assert_eq!(body, "echo heredoc\n"),
+            Kind::Run {
+                heredoc: Some((body, true)),
+                ..
+            } => assert_eq!(body, "echo heredoc\n"),
             k => panic!("{k:?}"),
         }
         match &s0.steps[2].kind {
-            Kind::Copy { srcs, dest, flags, .. } => {
+            Kind::Copy {
+                srcs, dest, flags, ..
+            } => {
                 assert_eq!(dest, "/etc/app.conf");
                 assert_eq!(flags[0], ("chown".into(), "1:1".into()));
-                assert!(matches!(&srcs[0], Src::Inline { name, body, expand: false } if name == "CONF" && body == "k=v\n"));
+                assert!(
+                    matches!(&srcs[0], Src::Inline { name, body, expand: false } if name == "CONF" && body == "k=v\n")
+                );
             }
             k => panic!("{k:?}"),
         }
         assert!(matches!(s0.steps[3].kind, Kind::Annotation("healthcheck")));
-        assert!(matches!(&df.stages[1].steps[1].kind, Kind::Cmd(CmdForm::Exec(v)) if v == &["run", "x"]));
+        assert!(
+            matches!(&df.stages[1].steps[1].kind, Kind::Cmd(CmdForm::Exec(v)) if v == &["run", "x"])
+        );
     }
 
     #[test]
@@ -261,6 +347,8 @@ CMD ["run", "x"]
         assert!(matches!(&df.stages[0].steps[0].kind, Kind::Env(s) if s.contains("B=2")));
         assert!(parse("RUN true\n").is_err());
         assert!(parse("").is_err());
-        assert!(parse("FROM scratch\nBOGUS x\n").unwrap_err().contains("line 2"));
+        assert!(parse("FROM scratch\nBOGUS x\n")
+            .unwrap_err()
+            .contains("line 2"));
     }
 }

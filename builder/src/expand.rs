@@ -8,7 +8,10 @@ pub type Vars = BTreeMap<String, String>;
 
 /// Expand `s` into one word (quotes removed; whitespace kept).
 pub fn word(s: &str, vars: &Vars, escape: char) -> Result<String, String> {
-    Ok(lex(s, vars, escape, false)?.into_iter().next().unwrap_or_default())
+    Ok(lex(s, vars, escape, false)?
+        .into_iter()
+        .next()
+        .unwrap_or_default())
 }
 
 /// Expand `s` and split it on unquoted whitespace.
@@ -18,7 +21,12 @@ pub fn words(s: &str, vars: &Vars, escape: char) -> Result<Vec<String>, String> 
 
 /// `KEY=VALUE` pairs (ENV, LABEL, ARG); legacy `ENV KEY value words` when `legacy` and the first
 /// word has no `=`.
-pub fn pairs(s: &str, vars: &Vars, escape: char, legacy: bool) -> Result<Vec<(String, String)>, String> {
+pub fn pairs(
+    s: &str,
+    vars: &Vars,
+    escape: char,
+    legacy: bool,
+) -> Result<Vec<(String, String)>, String> {
     let ws = words(s, vars, escape)?;
     if legacy && !ws.is_empty() && !ws[0].contains('=') {
         let key = ws[0].clone();
@@ -130,7 +138,13 @@ fn is_name(c: char) -> bool {
 }
 
 /// Expand the `$...` at `chars[i]` into `out`; returns the index after it.
-fn dollar(chars: &[char], i: usize, vars: &Vars, escape: char, out: &mut String) -> Result<usize, String> {
+fn dollar(
+    chars: &[char],
+    i: usize,
+    vars: &Vars,
+    escape: char,
+    out: &mut String,
+) -> Result<usize, String> {
     let mut j = i + 1;
     if chars.get(j) == Some(&'{') {
         let close = matching_brace(chars, j).ok_or("missing '}' in ${...}")?;
@@ -145,10 +159,31 @@ fn dollar(chars: &[char], i: usize, vars: &Vars, escape: char, out: &mut String)
         let alt = |w: &str| word(w, vars, escape);
         let text = match op {
             "" => val.cloned().unwrap_or_default(),
-            _ if op.starts_with(":-") => if set_nonempty { val.cloned().unwrap_or_default() } else { alt(&op[2..])? },
-            _ if op.starts_with(":+") => if set_nonempty { alt(&op[2..])? } else { String::new() },
-            _ if op.starts_with('-') => match val { Some(v) => v.clone(), None => alt(&op[1..])? },
-            _ if op.starts_with('+') => if val.is_some() { alt(&op[1..])? } else { String::new() },
+            _ if op.starts_with(":-") => {
+                if set_nonempty {
+                    val.cloned().unwrap_or_default()
+                } else {
+                    alt(&op[2..])?
+                }
+            }
+            _ if op.starts_with(":+") => {
+                if set_nonempty {
+                    alt(&op[2..])?
+                } else {
+                    String::new()
+                }
+            }
+            _ if op.starts_with('-') => match val {
+                Some(v) => v.clone(),
+                None => alt(&op[1..])?,
+            },
+            _ if op.starts_with('+') => {
+                if val.is_some() {
+                    alt(&op[1..])?
+                } else {
+                    String::new()
+                }
+            }
             _ => return Err(format!("unsupported modifier in ${{{inner}}}")),
         };
         out.push_str(&text);
@@ -199,25 +234,41 @@ mod tests {
         let v = vars();
         assert_eq!(word("$A-${A}", &v, '\\').unwrap(), "1-1");
         assert_eq!(word("${E:-def}/${X:-x y}", &v, '\\').unwrap(), "def/x y");
-        assert_eq!(word("${A:+set}${E:+no}${X+no}${E+yes}", &v, '\\').unwrap(), "setyes");
+        assert_eq!(
+            word("${A:+set}${E:+no}${X+no}${E+yes}", &v, '\\').unwrap(),
+            "setyes"
+        );
         assert_eq!(word("${E-keep}", &v, '\\').unwrap(), "");
         assert_eq!(word("${P}/bin", &v, '\\').unwrap(), "/opt/app/bin");
         assert_eq!(word("'$A' \"$A\" \\$A $", &v, '\\').unwrap(), "$A 1 $A $");
         assert_eq!(word("`$A", &v, '`').unwrap(), "$A");
         assert!(word("${A", &v, '\\').is_err());
         assert!(word("\"x", &v, '\\').is_err());
-        assert_eq!(vars_only("it's \"$A\" \\$A ${E:-d}\n", &v).unwrap(), "it's \"1\" $A d\n");
+        assert_eq!(
+            vars_only("it's \"$A\" \\$A ${E:-d}\n", &v).unwrap(),
+            "it's \"1\" $A d\n"
+        );
     }
 
     #[test]
     fn splitting_and_pairs() {
         let v = vars();
-        assert_eq!(words(" a  \"b c\" '' $E ", &v, '\\').unwrap(), ["a", "b c", ""]);
+        assert_eq!(
+            words(" a  \"b c\" '' $E ", &v, '\\').unwrap(),
+            ["a", "b c", ""]
+        );
         assert_eq!(
             pairs("X=$A Y=\"two words\" Z=", &v, '\\', true).unwrap(),
-            [("X".into(), "1".into()), ("Y".into(), "two words".into()), ("Z".into(), String::new())]
+            [
+                ("X".into(), "1".into()),
+                ("Y".into(), "two words".into()),
+                ("Z".into(), String::new())
+            ]
         );
-        assert_eq!(pairs("K some value", &v, '\\', true).unwrap(), [("K".into(), "some value".into())]);
+        assert_eq!(
+            pairs("K some value", &v, '\\', true).unwrap(),
+            [("K".into(), "some value".into())]
+        );
         assert!(pairs("K", &v, '\\', true).is_err());
         assert!(pairs("=v", &v, '\\', false).is_err());
     }

@@ -14,7 +14,9 @@ impl Ignore {
     pub fn load(context: &Path) -> Result<Ignore> {
         let p = context.join(".dockerignore");
         match std::fs::read_to_string(&p) {
-            Ok(text) => Ignore::parse(&text).map_err(|e| Error::Usage(format!("{}: {e}", p.display()))),
+            Ok(text) => {
+                Ignore::parse(&text).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ignore { rules: Vec::new() }),
             Err(e) => Err(io(p)(e)),
         }
@@ -55,10 +57,6 @@ impl Ignore {
             }
         }
         out
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
     }
 }
 

@@ -20,7 +20,11 @@ pub struct Meta {
 pub type Snapshot = BTreeMap<PathBuf, Meta>;
 
 fn meta(md: &Metadata) -> Meta {
-    Meta { ino: md.ino(), mode: md.mode(), ctime: (md.ctime(), md.ctime_nsec()) }
+    Meta {
+        ino: md.ino(),
+        mode: md.mode(),
+        ctime: (md.ctime(), md.ctime_nsec()),
+    }
 }
 
 /// Metadata of every path under `root` (relative paths; `root` itself excluded).
@@ -98,7 +102,7 @@ pub fn diff(store: &Store, root: &Path, before: &Snapshot) -> Result<Option<Laye
     if changes.is_empty() {
         return Ok(None);
     }
-    changes.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    changes.sort_by_key(Change::sort_key);
     write_layer(store, root, &changes).map(Some)
 }
 
@@ -133,7 +137,10 @@ fn write_layer(store: &Store, root: &Path, changes: &[Change]) -> Result<Layer> 
             Change::Add(rel) => append(&mut tar, root, rel, &mut links)?,
             Change::Opaque(rel) => marker(&mut tar, &rel.join(".wh..wh..opq"))?,
             Change::Whiteout(rel) => {
-                let name = format!(".wh.{}", rel.file_name().unwrap_or_default().to_string_lossy());
+                let name = format!(
+                    ".wh.{}",
+                    rel.file_name().unwrap_or_default().to_string_lossy()
+                );
                 marker(&mut tar, &rel.with_file_name(name))?;
             }
         }
@@ -143,7 +150,11 @@ fn write_layer(store: &Store, root: &Path, changes: &[Change]) -> Result<Layer> 
     let (file, hex, size) = gz.finish().map_err(fin)?.finish();
     file.sync_all().map_err(fin)?;
     store.adopt(&tmp, &hex)?;
-    Ok(Layer { digest: format!("sha256:{hex}"), diff_id: format!("sha256:{diff_hex}"), size })
+    Ok(Layer {
+        digest: format!("sha256:{hex}"),
+        diff_id: format!("sha256:{diff_hex}"),
+        size,
+    })
 }
 
 type TarOut = tar::Builder<HashWriter<flate2::write::GzEncoder<HashWriter<std::fs::File>>>>;
@@ -154,10 +165,16 @@ fn marker(tar: &mut TarOut, rel: &Path) -> Result<()> {
     h.set_size(0);
     h.set_mode(0o644);
     h.set_mtime(0);
-    tar.append_data(&mut h, rel, std::io::empty()).map_err(io(rel))
+    tar.append_data(&mut h, rel, std::io::empty())
+        .map_err(io(rel))
 }
 
-fn append(tar: &mut TarOut, root: &Path, rel: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> Result<()> {
+fn append(
+    tar: &mut TarOut,
+    root: &Path,
+    rel: &Path,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<()> {
     let p = root.join(rel);
     let md = std::fs::symlink_metadata(&p).map_err(io(&p))?;
     let mut h = tar::Header::new_gnu();
@@ -198,8 +215,10 @@ fn append(tar: &mut TarOut, root: &Path, rel: &Path, links: &mut HashMap<(u64, u
             return Ok(()); // sockets have no tar form
         });
         let rdev = md.rdev();
-        h.set_device_major(nix::sys::stat::major(rdev) as u32).map_err(io(&p))?;
-        h.set_device_minor(nix::sys::stat::minor(rdev) as u32).map_err(io(&p))?;
+        h.set_device_major(nix::sys::stat::major(rdev) as u32)
+            .map_err(io(&p))?;
+        h.set_device_minor(nix::sys::stat::minor(rdev) as u32)
+            .map_err(io(&p))?;
         tar.append_data(&mut h, rel, std::io::empty()).map_err(e)
     }
 }
@@ -223,7 +242,11 @@ mod tests {
     fn listing(r: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
         walk(r, Path::new(""), &mut |rel, md| {
-            let data = if md.is_file() { fs::read(r.join(rel)).unwrap() } else { Vec::new() };
+            let data = if md.is_file() {
+                fs::read(r.join(rel)).unwrap()
+            } else {
+                Vec::new()
+            };
             out.push((rel.to_path_buf(), data));
         })
         .unwrap();
@@ -238,7 +261,10 @@ mod tests {
         populate(&a);
         populate(&b);
         let before = snapshot(&a).unwrap();
-        assert!(diff(&store, &a, &before).unwrap().is_none(), "no change, no layer");
+        assert!(
+            diff(&store, &a, &before).unwrap().is_none(),
+            "no change, no layer"
+        );
         fs::remove_dir_all(a.join("var/cache")).unwrap(); // whiteout of a tree
         fs::remove_file(a.join("etc/app/a.conf")).unwrap(); // whiteout of a file
         fs::write(a.join("etc/keep"), "changed").unwrap();
@@ -251,10 +277,16 @@ mod tests {
         let names: Vec<String> = {
             let f = fs::File::open(store.blob(&l.digest)).unwrap();
             let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
-            ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
+            ar.entries()
+                .unwrap()
+                .map(|e| e.unwrap().path().unwrap().display().to_string())
+                .collect()
         };
         assert!(names.contains(&"var/.wh.cache".to_string()), "{names:?}");
-        assert!(!names.iter().any(|n| n.contains(".wh.pip")), "only the top-most whiteout: {names:?}");
+        assert!(
+            !names.iter().any(|n| n.contains(".wh.pip")),
+            "only the top-most whiteout: {names:?}"
+        );
         assert!(names.contains(&"etc/app/.wh.a.conf".to_string()));
         assert!(names.contains(&"opt/old/.wh..wh..opq".to_string()));
         crate::unpack::apply(&store.blob(&l.digest), &b).unwrap();

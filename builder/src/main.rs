@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod context;
 mod copy;
+mod copy_step;
 mod dockerfile;
 mod error;
 mod expand;
@@ -22,7 +23,6 @@ mod store;
 mod unpack;
 mod user;
 
-
 use clap::Parser;
 use error::{Error, Result};
 use std::collections::BTreeMap;
@@ -30,7 +30,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
-#[command(name = "gpurun-build", version, about = "Build an OCI bundle / OCI image from a Dockerfile; RUN steps run in gpurun")]
+#[command(
+    name = "gpurun-build",
+    version,
+    about = "Build an OCI bundle / OCI image from a Dockerfile; RUN steps run in gpurun"
+)]
 struct Cli {
     /// Dockerfile (default: CONTEXT/Dockerfile)
     #[arg(short = 'f', long = "file")]
@@ -48,7 +52,11 @@ struct Cli {
     #[arg(long, value_name = "OUT_DIR")]
     bundle: Option<PathBuf>,
     /// Write an OCI image layout here (added to an existing one)
-    #[arg(long = "oci-layout", value_name = "DIR", conflicts_with = "oci_archive")]
+    #[arg(
+        long = "oci-layout",
+        value_name = "DIR",
+        conflicts_with = "oci_archive"
+    )]
     oci_layout: Option<PathBuf>,
     /// Write an OCI archive (tar of an image layout)
     #[arg(long = "oci-archive", value_name = "FILE.tar")]
@@ -79,13 +87,20 @@ fn main() {
 }
 
 fn default_runtime() -> PathBuf {
-    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
         if dir.join("gpurun").is_file() {
             return dir.join("gpurun");
         }
     }
     std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("gpurun")).find(|p| p.is_file()))
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("gpurun"))
+                .find(|p| p.is_file())
+        })
         .unwrap_or_else(|| PathBuf::from("gpurun"))
 }
 
@@ -93,12 +108,17 @@ fn default_cache() -> PathBuf {
     if let Some(d) = std::env::var_os("GPURUN_BUILD_CACHE") {
         return PathBuf::from(d);
     }
-    let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
     if root {
         return PathBuf::from("/var/lib/gpurun-build");
     }
-    let home = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-    home.unwrap_or_else(|| PathBuf::from("/tmp")).join("gpurun-build")
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    home.unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("gpurun-build")
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -107,13 +127,21 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 fn real_main(cli: Cli) -> Result<()> {
     if cli.bundle.is_none() && cli.oci_layout.is_none() && cli.oci_archive.is_none() {
-        return Err(Error::Usage("no output: give --bundle DIR, --oci-layout DIR or --oci-archive FILE".into()));
+        return Err(Error::Usage(
+            "no output: give --bundle DIR, --oci-layout DIR or --oci-archive FILE".into(),
+        ));
     }
     let context = absolute(&cli.context)?;
     if !context.is_dir() {
-        return Err(Error::Usage(format!("context {}: not a directory", context.display())));
+        return Err(Error::Usage(format!(
+            "context {}: not a directory",
+            context.display()
+        )));
     }
-    let dockerfile = cli.file.clone().unwrap_or_else(|| context.join("Dockerfile"));
+    let dockerfile = cli
+        .file
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
     let mut build_args = BTreeMap::new();
     for kv in &cli.build_args {
         match kv.split_once('=') {
@@ -125,17 +153,22 @@ fn real_main(cli: Cli) -> Result<()> {
     if let Some(b) = &cli.bundle {
         let nonempty = std::fs::read_dir(b).is_ok_and(|mut d| d.next().is_some());
         if nonempty && !b.join("config.json").exists() {
-            return Err(Error::Usage(format!("--bundle {}: exists and is not a bundle; refusing to overwrite", b.display())));
+            return Err(Error::Usage(format!(
+                "--bundle {}: exists and is not a bundle; refusing to overwrite",
+                b.display()
+            )));
         }
     }
     let df = dockerfile::parse_file(&dockerfile)?;
     let opts = build::Opts {
-        dockerfile,
         context,
         build_args,
         target: cli.target.clone(),
         no_cache: cli.no_cache,
-        runtime: cli.runtime.clone().map_or_else(default_runtime, |r| absolute(&r).unwrap_or(r)),
+        runtime: cli
+            .runtime
+            .clone()
+            .map_or_else(default_runtime, |r| absolute(&r).unwrap_or(r)),
         devices: cli.devices.clone(),
         store_root: absolute(&cli.cache_dir.clone().unwrap_or_else(default_cache))?,
     };

@@ -8,8 +8,6 @@ pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MT_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -122,19 +120,30 @@ impl ImageConfig {
         ImageConfig {
             architecture: arch().into(),
             os: "linux".into(),
-            rootfs: RootFs { kind: "layers".into(), diff_ids: Vec::new() },
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: Vec::new(),
+            },
             ..Default::default()
         }
     }
 
     /// Value of `key` in the config's Env.
     pub fn env(&self, key: &str) -> Option<&str> {
-        self.config.env.iter().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        self.config
+            .env
+            .iter()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
     }
 
     pub fn set_env(&mut self, key: &str, value: &str) {
         let entry = format!("{key}={value}");
-        match self.config.env.iter_mut().find(|kv| kv.split('=').next() == Some(key)) {
+        match self
+            .config
+            .env
+            .iter_mut()
+            .find(|kv| kv.split('=').next() == Some(key))
+        {
             Some(kv) => *kv = entry,
             None => self.config.env.push(entry),
         }

@@ -39,7 +39,9 @@ struct RootfsStamp {
 const STAMP: &str = ".gpurun-build-rootfs.json";
 
 fn tree_digest(rootfs: &Path) -> Result<String> {
-    Ok(crate::store::sha256_hex(format!("{:?}", crate::layer::snapshot(rootfs)?).as_bytes()))
+    Ok(crate::store::sha256_hex(
+        format!("{:?}", crate::layer::snapshot(rootfs)?).as_bytes(),
+    ))
 }
 
 /// Fill `dir/rootfs` with the stage's layers. Reuses an earlier bundle's rootfs when it is
@@ -48,7 +50,9 @@ fn tree_digest(rootfs: &Path) -> Result<String> {
 fn materialize(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> {
     let rootfs = dir.join("rootfs");
     let want: Vec<String> = stage.layers.iter().map(|l| l.digest.clone()).collect();
-    let old: Option<RootfsStamp> = std::fs::read(dir.join(STAMP)).ok().and_then(|d| serde_json::from_slice(&d).ok());
+    let old: Option<RootfsStamp> = std::fs::read(dir.join(STAMP))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok());
     if let Some(old) = old.filter(|o| want.starts_with(&o.layers) && rootfs.is_dir()) {
         if tree_digest(&rootfs)? == old.tree {
             for l in &stage.layers[old.layers.len()..] {
@@ -77,12 +81,16 @@ pub fn write_bundle(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> 
     if dir.exists() {
         let empty = std::fs::read_dir(dir).map_err(io(dir))?.next().is_none();
         if !empty && !dir.join("config.json").exists() {
-            return Err(Error::Usage(format!("--bundle {}: exists and is not a bundle; refusing to overwrite", dir.display())));
+            return Err(Error::Usage(format!(
+                "--bundle {}: exists and is not a bundle; refusing to overwrite",
+                dir.display()
+            )));
         }
     }
     materialize(store, stage, dir)?;
     let c = &stage.config.config;
-    let ids = resolve_user(&rootfs, &c.user).map_err(|m| Error::Usage(format!("USER {}: {m}", c.user)))?;
+    let ids = resolve_user(&rootfs, &c.user)
+        .map_err(|m| Error::Usage(format!("USER {}: {m}", c.user)))?;
     if !c.working_dir.is_empty() {
         let wd = crate::unpack::resolve(&rootfs, Path::new(c.working_dir.trim_start_matches('/')))?;
         std::fs::create_dir_all(&wd).map_err(io(&wd))?;
@@ -93,13 +101,29 @@ pub fn write_bundle(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> 
     let mut annotations: BTreeMap<String, String> = c.labels.clone();
     annotations.extend(stage.annotations.clone());
     if !c.exposed_ports.is_empty() {
-        annotations.insert("org.opencontainers.image.exposedPorts".into(), c.exposed_ports.keys().cloned().collect::<Vec<_>>().join(","));
+        annotations.insert(
+            "org.opencontainers.image.exposedPorts".into(),
+            c.exposed_ports
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     if !c.stop_signal.is_empty() {
-        annotations.insert("org.opencontainers.image.stopSignal".into(), c.stop_signal.clone());
+        annotations.insert(
+            "org.opencontainers.image.stopSignal".into(),
+            c.stop_signal.clone(),
+        );
     }
-    annotations.insert("org.opencontainers.image.os".into(), stage.config.os.clone());
-    annotations.insert("org.opencontainers.image.architecture".into(), stage.config.architecture.clone());
+    annotations.insert(
+        "org.opencontainers.image.os".into(),
+        stage.config.os.clone(),
+    );
+    annotations.insert(
+        "org.opencontainers.image.architecture".into(),
+        stage.config.architecture.clone(),
+    );
     let mut env = c.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -117,8 +141,15 @@ pub fn write_bundle(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> 
         hostname: "gpurun",
     });
     let cfg = dir.join("config.json");
-    std::fs::write(&cfg, serde_json::to_vec_pretty(&spec).expect("spec serializes")).map_err(io(&cfg))?;
-    let stamp = RootfsStamp { layers: stage.layers.iter().map(|l| l.digest.clone()).collect(), tree: tree_digest(&rootfs)? };
+    std::fs::write(
+        &cfg,
+        serde_json::to_vec_pretty(&spec).expect("spec serializes"),
+    )
+    .map_err(io(&cfg))?;
+    let stamp = RootfsStamp {
+        layers: stage.layers.iter().map(|l| l.digest.clone()).collect(),
+        tree: tree_digest(&rootfs)?,
+    };
     let p = dir.join(STAMP);
     std::fs::write(&p, serde_json::to_vec(&stamp).expect("stamp serializes")).map_err(io(&p))
 }
@@ -131,7 +162,11 @@ fn manifest(store: &Store, stage: &Stage) -> Result<Descriptor> {
         schema_version: 2,
         media_type: Some(oci::MT_MANIFEST.into()),
         config: desc(oci::MT_CONFIG, &cdig, csize),
-        layers: stage.layers.iter().map(|l| desc(oci::MT_LAYER_GZIP, &l.digest, l.size)).collect(),
+        layers: stage
+            .layers
+            .iter()
+            .map(|l| desc(oci::MT_LAYER_GZIP, &l.digest, l.size))
+            .collect(),
         annotations: stage.annotations.clone(),
     };
     let (mdig, msize) = store.put(&serde_json::to_vec(&m).expect("manifest serializes"))?;
@@ -139,7 +174,13 @@ fn manifest(store: &Store, stage: &Stage) -> Result<Descriptor> {
 }
 
 fn desc(mt: &str, digest: &str, size: u64) -> Descriptor {
-    Descriptor { media_type: mt.into(), digest: digest.into(), size, annotations: BTreeMap::new(), platform: None }
+    Descriptor {
+        media_type: mt.into(),
+        digest: digest.into(),
+        size,
+        annotations: BTreeMap::new(),
+        platform: None,
+    }
 }
 
 /// Write (or add to) an OCI image layout at `dir`, tagged `name`.
@@ -148,10 +189,15 @@ pub fn write_layout(store: &Store, stage: &Stage, dir: &Path, name: &str) -> Res
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
     let cfg_digest = {
-        let m: Manifest = serde_json::from_slice(&store.read(&md.digest)?).expect("manifest we wrote");
+        let m: Manifest =
+            serde_json::from_slice(&store.read(&md.digest)?).expect("manifest we wrote");
         m.config.digest
     };
-    let digests = stage.layers.iter().map(|l| l.digest.clone()).chain([cfg_digest, md.digest.clone()]);
+    let digests = stage
+        .layers
+        .iter()
+        .map(|l| l.digest.clone())
+        .chain([cfg_digest, md.digest.clone()]);
     for d in digests {
         let dst = blobs.join(d.trim_start_matches("sha256:"));
         if !dst.exists() {
@@ -164,19 +210,29 @@ pub fn write_layout(store: &Store, stage: &Stage, dir: &Path, name: &str) -> Res
     }
     let (full, tag) = split_name(name);
     md.annotations.insert(oci::REF_NAME.into(), tag.clone());
-    md.annotations.insert("io.containerd.image.name".into(), full);
-    md.platform = Some(serde_json::json!({"architecture": stage.config.architecture, "os": stage.config.os}));
+    md.annotations
+        .insert("io.containerd.image.name".into(), full);
+    md.platform =
+        Some(serde_json::json!({"architecture": stage.config.architecture, "os": stage.config.os}));
     let index_path = dir.join("index.json");
     let mut index = match std::fs::read(&index_path) {
-        Ok(data) => serde_json::from_slice::<Index>(&data).map_err(|e| Error::Usage(format!("{}: {e}", index_path.display())))?,
-        Err(_) => Index { schema_version: 2, media_type: Some(oci::MT_INDEX.into()), manifests: Vec::new() },
+        Ok(data) => serde_json::from_slice::<Index>(&data)
+            .map_err(|e| Error::Usage(format!("{}: {e}", index_path.display())))?,
+        Err(_) => Index {
+            schema_version: 2,
+            media_type: Some(oci::MT_INDEX.into()),
+            manifests: Vec::new(),
+        },
     };
-    index.manifests.retain(|d| d.annotations.get(oci::REF_NAME) != Some(&tag));
+    index
+        .manifests
+        .retain(|d| d.annotations.get(oci::REF_NAME) != Some(&tag));
     index.manifests.push(md.clone());
     let layout = dir.join("oci-layout");
     std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(&layout))?;
     let tmp = dir.join("index.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&index).expect("index serializes")).map_err(io(&tmp))?;
+    std::fs::write(&tmp, serde_json::to_vec(&index).expect("index serializes"))
+        .map_err(io(&tmp))?;
     std::fs::rename(&tmp, &index_path).map_err(io(&index_path))?;
     Ok(md)
 }
@@ -191,10 +247,14 @@ pub fn write_archive(store: &Store, stage: &Stage, file: &Path, name: &str) -> R
         let mut tar = tar::Builder::new(f);
         tar.mode(tar::HeaderMode::Deterministic);
         for entry in ["oci-layout", "index.json"] {
-            tar.append_path_with_name(tmp.join(entry), entry).map_err(io(&part))?;
+            tar.append_path_with_name(tmp.join(entry), entry)
+                .map_err(io(&part))?;
         }
-        tar.append_dir_all("blobs", tmp.join("blobs")).map_err(io(&part))?;
-        tar.into_inner().and_then(|f| f.sync_all()).map_err(io(&part))?;
+        tar.append_dir_all("blobs", tmp.join("blobs"))
+            .map_err(io(&part))?;
+        tar.into_inner()
+            .and_then(|f| f.sync_all())
+            .map_err(io(&part))?;
         std::fs::rename(&part, file).map_err(io(file))?;
         Ok(md)
     })();
@@ -208,8 +268,17 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(split_name("app"), ("docker.io/library/app:latest".into(), "latest".into()));
-        assert_eq!(split_name("localhost:5000/ml/app:v1"), ("localhost:5000/ml/app:v1".into(), "v1".into()));
-        assert_eq!(split_name("me/app:2"), ("docker.io/me/app:2".into(), "2".into()));
+        assert_eq!(
+            split_name("app"),
+            ("docker.io/library/app:latest".into(), "latest".into())
+        );
+        assert_eq!(
+            split_name("localhost:5000/ml/app:v1"),
+            ("localhost:5000/ml/app:v1".into(), "v1".into())
+        );
+        assert_eq!(
+            split_name("me/app:2"),
+            ("docker.io/me/app:2".into(), "2".into())
+        );
     }
 }

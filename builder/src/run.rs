@@ -26,23 +26,40 @@ pub struct RunStep {
 const HOST_FILES: &[&str] = &["/etc/resolv.conf", "/etc/hosts"];
 
 /// Run one step in `bundle` (whose `rootfs/` is the stage's working tree). Returns the exit code.
-pub fn run(runtime: &Path, state_root: &Path, bundle: &Path, id: &str, step: &RunStep) -> Result<i32> {
+pub fn run(
+    runtime: &Path,
+    state_root: &Path,
+    bundle: &Path,
+    id: &str,
+    step: &RunStep,
+) -> Result<i32> {
     let rootfs = bundle.join("rootfs");
     let mut binds: Vec<Bind> = Vec::new();
     if !step.network_none {
         for f in HOST_FILES {
             if Path::new(f).is_file() {
-                binds.push(Bind { src: f.to_string(), dst: f.to_string(), readonly: true });
+                binds.push(Bind {
+                    src: f.to_string(),
+                    dst: f.to_string(),
+                    readonly: true,
+                });
             }
         }
     }
     for (host, target) in &step.cache_mounts {
         std::fs::create_dir_all(host).map_err(io(host))?;
-        binds.push(Bind { src: host.display().to_string(), dst: target.clone(), readonly: false });
+        binds.push(Bind {
+            src: host.display().to_string(),
+            dst: target.clone(),
+            readonly: false,
+        });
     }
     let mut annotations = BTreeMap::new();
     if !step.devices.is_empty() {
-        annotations.insert("cdi.k8s.io/gpurun-build".to_string(), step.devices.join(","));
+        annotations.insert(
+            "cdi.k8s.io/gpurun-build".to_string(),
+            step.devices.join(","),
+        );
     }
     let spec = config_json(&SpecInput {
         args: step.args.clone(),
@@ -56,11 +73,23 @@ pub fn run(runtime: &Path, state_root: &Path, bundle: &Path, id: &str, step: &Ru
         hostname: "gpurun-build",
     });
     let cfg = bundle.join("config.json");
-    std::fs::write(&cfg, serde_json::to_vec_pretty(&spec).expect("spec serializes")).map_err(io(&cfg))?;
+    std::fs::write(
+        &cfg,
+        serde_json::to_vec_pretty(&spec).expect("spec serializes"),
+    )
+    .map_err(io(&cfg))?;
 
     // Mount points that are missing now would be created by the runtime: note them.
     let mut dests: Vec<String> = vec!["/proc".into(), "/dev".into(), "/sys".into()];
-    dests.extend(spec["mounts"].as_array().into_iter().flatten().filter_map(|m| m["destination"].as_str()).filter(|d| !d.starts_with("/dev/") && !d.starts_with("/sys/")).map(String::from));
+    dests.extend(
+        spec["mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["destination"].as_str())
+            .filter(|d| !d.starts_with("/dev/") && !d.starts_with("/sys/"))
+            .map(String::from),
+    );
     let created: Vec<PathBuf> = missing_paths(&rootfs, &dests);
     if !step.cwd.is_empty() {
         let cwd = crate::unpack::resolve(&rootfs, Path::new(step.cwd.trim_start_matches('/')))?;
@@ -77,13 +106,20 @@ pub fn run(runtime: &Path, state_root: &Path, bundle: &Path, id: &str, step: &Ru
         .status()
         .map_err(|e| Error::Usage(format!("cannot execute runtime {}: {e}", runtime.display())));
     // Clean up even after a failure: the container's state and what the runtime created.
-    let _ = Command::new(runtime).arg("--root").arg(state_root).args(["delete", "--force", id]).stderr(Stdio::null()).status();
+    let _ = Command::new(runtime)
+        .arg("--root")
+        .arg(state_root)
+        .args(["delete", "--force", id])
+        .stderr(Stdio::null())
+        .status();
     for p in created.iter().rev() {
         let _ = std::fs::remove_dir(p).or_else(|_| remove_if_empty_file(p));
     }
     let _ = std::fs::remove_file(&cfg);
     let status = status?;
-    Ok(status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)))
+    Ok(status.code().unwrap_or_else(|| {
+        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+    }))
 }
 
 fn remove_if_empty_file(p: &Path) -> std::io::Result<()> {

@@ -67,9 +67,15 @@ pub fn config_json(inp: &SpecInput<'_>) -> Value {
         if b.readonly {
             opts.push("ro");
         }
-        mounts.push(json!({"destination": b.dst, "type": "bind", "source": b.src, "options": opts}));
+        mounts
+            .push(json!({"destination": b.dst, "type": "bind", "source": b.src, "options": opts}));
     }
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
     if inp.own_network {
         namespaces.push(json!({"type": "network"}));
     }
@@ -123,14 +129,22 @@ mod tests {
 
     #[test]
     fn network_and_user() {
-        let ids = Ids { uid: 1000, gid: 1000, additional_gids: vec![44] };
+        let ids = Ids {
+            uid: 1000,
+            gid: 1000,
+            additional_gids: vec![44],
+        };
         let mut inp = SpecInput {
             args: vec!["sh".into()],
             env: vec!["A=1".into()],
             cwd: String::new(),
             ids,
             own_network: false,
-            binds: vec![Bind { src: "/c".into(), dst: "/root/.cache".into(), readonly: false }],
+            binds: vec![Bind {
+                src: "/c".into(),
+                dst: "/root/.cache".into(),
+                readonly: false,
+            }],
             annotations: BTreeMap::new(),
             cgroups_path: Some("gpurun-build-x".into()),
             hostname: "h",
@@ -138,11 +152,23 @@ mod tests {
         let s = config_json(&inp);
         assert_eq!(s["process"]["cwd"], "/");
         assert_eq!(s["process"]["user"]["additionalGids"], json!([44]));
-        assert!(!s["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
-        assert!(s["mounts"].as_array().unwrap().iter().any(|m| m["destination"] == "/root/.cache"));
+        assert!(!s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network"));
+        assert!(s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/root/.cache"));
         inp.own_network = true;
         let s = config_json(&inp);
-        assert!(s["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
+        assert!(s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network"));
         let ep = ["/bin/app".to_string()];
         let cmd = ["--x".to_string()];
         assert_eq!(process_args(Some(&ep), Some(&cmd)), ["/bin/app", "--x"]);

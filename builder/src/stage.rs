@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct Stage {
-    pub name: Option<String>,
     pub config: ImageConfig,
     pub layers: Vec<Layer>,
     /// Cache chain id: changes with every filesystem step.
@@ -28,9 +27,8 @@ pub struct Stage {
 }
 
 impl Stage {
-    pub fn new(name: Option<String>, base: Base, work: PathBuf) -> Stage {
+    pub fn new(base: Base, work: PathBuf) -> Stage {
         Stage {
-            name,
             chain: format!("base:{}", base.id),
             config: base.config,
             layers: base.layers,
@@ -43,9 +41,13 @@ impl Stage {
     }
 
     /// A stage starting from another stage's result (`FROM build AS test`).
-    pub fn from_stage(name: Option<String>, parent: &Stage, work: PathBuf) -> Stage {
-        let base = Base { config: parent.config.clone(), layers: parent.layers.clone(), id: parent.chain.clone() };
-        let mut s = Stage::new(name, base, work);
+    pub fn from_stage(parent: &Stage, work: PathBuf) -> Stage {
+        let base = Base {
+            config: parent.config.clone(),
+            layers: parent.layers.clone(),
+            id: parent.chain.clone(),
+        };
+        let mut s = Stage::new(base, work);
         s.chain = parent.chain.clone();
         s.annotations = parent.annotations.clone();
         s
@@ -137,7 +139,11 @@ impl Stage {
 
     pub fn workdir(&self) -> &str {
         let w = self.config.config.working_dir.as_str();
-        if w.is_empty() { "/" } else { w }
+        if w.is_empty() {
+            "/"
+        } else {
+            w
+        }
     }
 
     pub fn cleanup(&self) {

@@ -23,7 +23,11 @@ pub struct HashWriter<W: Write> {
 
 impl<W: Write> HashWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashWriter { inner, hasher: Sha256::new(), len: 0 }
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
     pub fn finish(self) -> (W, String, u64) {
         (self.inner, hex(&self.hasher.finalize()), self.len)
@@ -52,12 +56,16 @@ impl Store {
         for d in ["blobs/sha256", "cache", "mounts", "tmp"] {
             std::fs::create_dir_all(root.join(d)).map_err(io(root.join(d)))?;
         }
-        Ok(Store { root: root.to_path_buf() })
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
     }
 
     /// Path of a blob given `sha256:<hex>` or `<hex>`.
     pub fn blob(&self, digest: &str) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+        self.root
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
     }
 
     pub fn has(&self, digest: &str) -> bool {
@@ -69,7 +77,9 @@ impl Store {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        self.root.join("tmp").join(format!("{tag}-{}-{n}", std::process::id()))
+        self.root
+            .join("tmp")
+            .join(format!("{tag}-{}-{n}", std::process::id()))
     }
 
     /// Store `data`; returns (`sha256:<hex>`, size).

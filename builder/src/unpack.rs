@@ -13,11 +13,7 @@ pub fn clean(p: &Path) -> Option<PathBuf> {
     for c in p.components() {
         match c {
             Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
+            Component::ParentDir if !out.pop() => return None,
             _ => {}
         }
     }
@@ -28,7 +24,11 @@ pub fn clean(p: &Path) -> Option<PathBuf> {
 /// (an image's `/lib -> usr/lib`); the last component is not followed.
 pub fn resolve(root: &Path, rel: &Path) -> Result<PathBuf> {
     let mut cur = PathBuf::new();
-    let mut todo: Vec<PathBuf> = rel.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut todo: Vec<PathBuf> = rel
+        .components()
+        .rev()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
     let mut hops = 0;
     while let Some(c) = todo.pop() {
         match c.to_str() {
@@ -48,12 +48,20 @@ pub fn resolve(root: &Path, rel: &Path) -> Result<PathBuf> {
             Ok(target) => {
                 hops += 1;
                 if hops > 40 {
-                    return Err(Error::Usage(format!("{}: too many levels of symlinks", rel.display())));
+                    return Err(Error::Usage(format!(
+                        "{}: too many levels of symlinks",
+                        rel.display()
+                    )));
                 }
                 if target.is_absolute() {
                     cur = PathBuf::new();
                 }
-                todo.extend(target.components().rev().map(|c| PathBuf::from(c.as_os_str())));
+                todo.extend(
+                    target
+                        .components()
+                        .rev()
+                        .map(|c| PathBuf::from(c.as_os_str())),
+                );
             }
             Err(_) => cur = next,
         }
@@ -88,7 +96,11 @@ pub fn apply(blob: &Path, root: &Path) -> Result<()> {
         Box::new(f)
     };
     apply_tar(reader, root).map_err(|e| match e {
-        Error::Io { path, source } => Error::Usage(format!("layer {}: {}: {source}", blob.display(), path.display())),
+        Error::Io { path, source } => Error::Usage(format!(
+            "layer {}: {}: {source}",
+            blob.display(),
+            path.display()
+        )),
         e => e,
     })
 }
@@ -107,7 +119,11 @@ pub fn apply_tar(reader: impl Read, root: &Path) -> Result<()> {
         if rel.as_os_str().is_empty() {
             continue;
         }
-        let name = rel.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = rel
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         if name == ".wh..wh..opq" {
             let dir = resolve(root, &parent.join("x"))?.with_file_name("");
@@ -165,7 +181,11 @@ fn special<R: Read>(entry: &tar::Entry<'_, R>, dst: &Path) -> Result<()> {
     mknod(dst, kind, mode, makedev(major.into(), minor.into())).map_err(|e| io(dst)(e.into()))?;
     let (uid, gid) = (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32);
     std::os::unix::fs::lchown(dst, Some(uid), Some(gid)).map_err(io(dst))?;
-    std::fs::set_permissions(dst, std::os::unix::fs::PermissionsExt::from_mode(h.mode().unwrap_or(0o600))).map_err(io(dst))
+    std::fs::set_permissions(
+        dst,
+        std::os::unix::fs::PermissionsExt::from_mode(h.mode().unwrap_or(0o600)),
+    )
+    .map_err(io(dst))
 }
 
 #[cfg(test)]
@@ -186,8 +206,14 @@ mod tests {
         std::fs::create_dir_all(r.join("usr/lib")).unwrap();
         std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
         std::os::unix::fs::symlink("/../../../etc", r.join("evil")).unwrap();
-        assert_eq!(resolve(r, Path::new("lib/x.so")).unwrap(), r.join("usr/lib/x.so"));
-        assert_eq!(resolve(r, Path::new("evil/passwd")).unwrap(), r.join("etc/passwd"));
+        assert_eq!(
+            resolve(r, Path::new("lib/x.so")).unwrap(),
+            r.join("usr/lib/x.so")
+        );
+        assert_eq!(
+            resolve(r, Path::new("evil/passwd")).unwrap(),
+            r.join("etc/passwd")
+        );
         assert_eq!(resolve(r, Path::new("lib")).unwrap(), r.join("lib"));
     }
 }

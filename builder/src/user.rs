@@ -12,13 +12,20 @@ pub struct Ids {
 }
 
 fn read(root: &Path, rel: &str) -> String {
-    resolve(root, Path::new(rel)).ok().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default()
+    resolve(root, Path::new(rel))
+        .ok()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
 }
 
 /// Resolve `spec` in the rootfs at `root`. Unknown names are errors; numeric ids need no entry.
 pub fn resolve_user(root: &Path, spec: &str) -> Result<Ids, String> {
     if spec.is_empty() {
-        return Ok(Ids { uid: 0, gid: 0, additional_gids: Vec::new() });
+        return Ok(Ids {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+        });
     }
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -26,17 +33,28 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<Ids, String> {
     };
     let passwd = read(root, "etc/passwd");
     let groups = read(root, "etc/group");
-    let pw = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
-        f.len() >= 4 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user))
-    });
+    let pw = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user)));
     let (uid, mut gid, name) = match (user.parse::<u32>(), &pw) {
-        (Ok(uid), pw) => (uid, pw.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0), pw.as_ref().map(|f| f[0].to_string())),
+        (Ok(uid), pw) => (
+            uid,
+            pw.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
+            pw.as_ref().map(|f| f[0].to_string()),
+        ),
         (Err(_), Some(f)) => (
-            f[2].parse().map_err(|_| format!("bad uid for {user} in /etc/passwd"))?,
-            f[3].parse().map_err(|_| format!("bad gid for {user} in /etc/passwd"))?,
+            f[2].parse()
+                .map_err(|_| format!("bad uid for {user} in /etc/passwd"))?,
+            f[3].parse()
+                .map_err(|_| format!("bad gid for {user} in /etc/passwd"))?,
             Some(user.to_string()),
         ),
-        (Err(_), None) => return Err(format!("unknown user {user:?}: not in the image's /etc/passwd")),
+        (Err(_), None) => {
+            return Err(format!(
+                "unknown user {user:?}: not in the image's /etc/passwd"
+            ))
+        }
     };
     if let Some(g) = group {
         gid = match g.parse::<u32>() {
@@ -62,7 +80,11 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<Ids, String> {
             }
         }
     }
-    Ok(Ids { uid, gid, additional_gids })
+    Ok(Ids {
+        uid,
+        gid,
+        additional_gids,
+    })
 }
 
 /// HOME for a uid, as Docker sets it when the image's Env has none: the passwd entry's home
@@ -91,15 +113,46 @@ mod tests {
     fn names_ids_groups() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("etc")).unwrap();
-        std::fs::write(t.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n").unwrap();
-        std::fs::write(t.path().join("etc/group"), "root:x:0:\napp:x:1000:\nvideo:x:44:app,other\n").unwrap();
+        std::fs::write(
+            t.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            t.path().join("etc/group"),
+            "root:x:0:\napp:x:1000:\nvideo:x:44:app,other\n",
+        )
+        .unwrap();
         let r = t.path();
-        assert_eq!(resolve_user(r, "app").unwrap(), Ids { uid: 1000, gid: 1000, additional_gids: vec![44] });
-        assert_eq!(resolve_user(r, "app:video").unwrap(), Ids { uid: 1000, gid: 44, additional_gids: vec![] });
+        assert_eq!(
+            resolve_user(r, "app").unwrap(),
+            Ids {
+                uid: 1000,
+                gid: 1000,
+                additional_gids: vec![44]
+            }
+        );
+        assert_eq!(
+            resolve_user(r, "app:video").unwrap(),
+            Ids {
+                uid: 1000,
+                gid: 44,
+                additional_gids: vec![]
+            }
+        );
         assert_eq!(resolve_user(r, "1000").unwrap().gid, 1000);
-        assert_eq!(resolve_user(r, "4242:7").unwrap(), Ids { uid: 4242, gid: 7, additional_gids: vec![] });
+        assert_eq!(
+            resolve_user(r, "4242:7").unwrap(),
+            Ids {
+                uid: 4242,
+                gid: 7,
+                additional_gids: vec![]
+            }
+        );
         assert!(resolve_user(r, "ghost").unwrap_err().contains("ghost"));
-        assert!(resolve_user(r, "app:nogroup").unwrap_err().contains("nogroup"));
+        assert!(resolve_user(r, "app:nogroup")
+            .unwrap_err()
+            .contains("nogroup"));
         assert_eq!(home_dir(r, 1000), "/home/app");
         assert_eq!(home_dir(r, 4242), "/");
         assert_eq!(with_home(vec!["HOME=/x".into()], r, 0), ["HOME=/x"]);

@@ -17,26 +17,52 @@ pub struct Build {
 impl Build {
     #[track_caller]
     pub fn ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "build failed\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "build failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     #[track_caller]
     pub fn fails_with(&self, code: i32, needle: &str) -> &Self {
-        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}\n--- stderr\n{}", self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
         self
     }
     /// Lines like `[3/9] CACHED RUN …`.
     pub fn cached(&self) -> usize {
-        self.stdout.lines().filter(|l| l.contains("] CACHED ")).count()
+        self.stdout
+            .lines()
+            .filter(|l| l.contains("] CACHED "))
+            .count()
     }
     pub fn executed(&self) -> usize {
-        self.stdout.lines().filter(|l| l.contains("] done in ")).count()
+        self.stdout
+            .lines()
+            .filter(|l| l.contains("] done in "))
+            .count()
     }
     /// The digest printed for `--oci-layout`/`--oci-archive`.
     pub fn digest(&self) -> String {
-        let l = self.stdout.lines().find(|l| l.starts_with("oci ")).expect("an OCI output line");
-        l.rsplit('(').next().unwrap().trim_end_matches(')').to_string()
+        let l = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("oci "))
+            .expect("an OCI output line");
+        l.rsplit('(')
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .to_string()
     }
 }
 
@@ -60,7 +86,11 @@ pub fn build(cache: &Path, args: &[&str]) -> Build {
 /// Copy a fixture context into `dir` (tests edit their copy).
 pub fn fixture(name: &str, dir: &Path) -> PathBuf {
     let dst = dir.join(name);
-    let st = Command::new("cp").arg("-a").arg(Path::new(FIXTURES).join(name)).arg(&dst).status();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(Path::new(FIXTURES).join(name))
+        .arg(&dst)
+        .status();
     assert!(st.is_ok_and(|s| s.success()), "copying fixture {name}");
     dst
 }
@@ -87,18 +117,35 @@ pub fn run_bundle(env: &Env, bundle: &Path) -> Out {
 pub fn assert_build_clean(cache: &Path) {
     let entries = |d: &str| -> Vec<String> {
         std::fs::read_dir(cache.join(d))
-            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    assert_eq!(entries("work"), Vec::<String>::new(), "work trees left in {}", cache.display());
-    assert_eq!(entries("run"), Vec::<String>::new(), "RUN container state left");
+    assert_eq!(
+        entries("work"),
+        Vec::<String>::new(),
+        "work trees left in {}",
+        cache.display()
+    );
+    assert_eq!(
+        entries("run"),
+        Vec::<String>::new(),
+        "RUN container state left"
+    );
     assert_eq!(entries("tmp"), Vec::<String>::new(), "temp files left");
     let pid = std::process::id() as i32;
     for (_, dir) in gpurun_integration::proc_cgroup_dirs(pid) {
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                assert!(!n.starts_with("gpurun-build-"), "RUN cgroup left: {}", e.path().display());
+                assert!(
+                    !n.starts_with("gpurun-build-"),
+                    "RUN cgroup left: {}",
+                    e.path().display()
+                );
             }
         }
     }
@@ -106,27 +153,44 @@ pub fn assert_build_clean(cache: &Path) {
 
 /// Entry names of every layer of the image tagged `tag` in an OCI layout.
 pub fn layer_entries(layout: &Path, tag: &str) -> Vec<Vec<String>> {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let m = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
         .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
         .expect("tagged manifest");
-    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(m["digest"].as_str().unwrap())).unwrap()).unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(m["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
     manifest["layers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| {
-            let out = Command::new("tar").arg("tzf").arg(blob(l["digest"].as_str().unwrap())).output().unwrap();
+            let out = Command::new("tar")
+                .arg("tzf")
+                .arg(blob(l["digest"].as_str().unwrap()))
+                .output()
+                .unwrap();
             assert!(out.status.success(), "tar tzf of a layer failed");
-            String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(String::from)
+                .collect()
         })
         .collect()
 }
 
 pub fn has_tool(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

@@ -4,7 +4,12 @@
 
 pub use gpurun_integration::{bin, require_root, Env, Out};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// Pids of the gpurun-build processes each cache dir has seen: RUN containers are named
+/// `gpurun-build-<pid>-…`, so a test checks only its own builds' cgroups (tests run in parallel).
+static BUILD_PIDS: Mutex<Vec<(PathBuf, u32)>> = Mutex::new(Vec::new());
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -68,14 +73,26 @@ impl Build {
 
 /// `gpurun-build --runtime <gpurun> --cache-dir <cache> ARGS…`
 pub fn build(cache: &Path, args: &[&str]) -> Build {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpurun-build"))
+    build_with(cache, &bin(), args)
+}
+
+/// `build` with another runtime binary.
+pub fn build_with(cache: &Path, runtime: &Path, args: &[&str]) -> Build {
+    let child = Command::new(env!("CARGO_BIN_EXE_gpurun-build"))
         .arg("--runtime")
-        .arg(bin())
+        .arg(runtime)
         .arg("--cache-dir")
         .arg(cache)
         .args(args)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("running gpurun-build");
+    BUILD_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((cache.to_path_buf(), child.id()));
+    let out = child.wait_with_output().expect("waiting for gpurun-build");
     Build {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -136,13 +153,25 @@ pub fn assert_build_clean(cache: &Path) {
         "RUN container state left"
     );
     assert_eq!(entries("tmp"), Vec::<String>::new(), "temp files left");
+    let prefixes: Vec<String> = BUILD_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(c, _)| c == cache)
+        .map(|(_, pid)| format!("gpurun-build-{pid}-"))
+        .collect();
+    assert!(
+        !prefixes.is_empty(),
+        "no build ran with {}",
+        cache.display()
+    );
     let pid = std::process::id() as i32;
     for (_, dir) in gpurun_integration::proc_cgroup_dirs(pid) {
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
                 assert!(
-                    !n.starts_with("gpurun-build-"),
+                    !prefixes.iter().any(|p| n.starts_with(p)),
                     "RUN cgroup left: {}",
                     e.path().display()
                 );
@@ -193,4 +222,17 @@ pub fn has_tool(tool: &str) -> bool {
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+pub fn base_arg(env: &Env) -> String {
+    format!("BASE=dir:{}", env.rootfs().display())
+}
+
+/// Skip (with the reason) unless the tool can be run.
+pub fn tool_or_skip(tool: &str) -> bool {
+    let ok = has_tool(tool);
+    if !ok {
+        println!("skipped: {tool} not installed");
+    }
+    ok
 }

@@ -229,3 +229,93 @@ fn runtime_flag_and_cdi_devices_reach_the_runtime() {
     assert_build_clean(&cache);
     env.assert_clean();
 }
+
+#[test]
+fn add_extracts_archives_copy_globs_and_target_skips_stages() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("build-add");
+    let cache = env.dir.join("cache");
+    let df = format!(
+        "FROM dir:{base} AS broken\n\
+         RUN exit 1\n\
+         FROM dir:{base} AS final\n\
+         ADD weights.tar.gz /models/\n\
+         ADD plain.tar /models/plain/\n\
+         COPY *.py /app/\n\
+         COPY --chmod=700 scripts /app/scripts\n\
+         FROM final AS unused\n\
+         RUN exit 2\n",
+        base = env.rootfs().display()
+    );
+    let ctx = context(
+        &env.dir.join("ctx"),
+        &df,
+        &[
+            ("a.py", "a"),
+            ("b.py", "b"),
+            ("c.txt", "c"),
+            ("scripts/run.sh", "echo run"),
+            ("w/layer1.bin", "w1"),
+            ("w/sub/layer2.bin", "w2"),
+        ],
+    );
+    let tar = |args: &[&str]| {
+        let st = std::process::Command::new("tar")
+            .current_dir(&ctx)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    tar(&["czf", "weights.tar.gz", "-C", "w", "."]);
+    tar(&["cf", "plain.tar", "-C", "w", "sub"]);
+    let out = env.dir.join("b");
+    let b = build(
+        &cache,
+        &[
+            "--target",
+            "final",
+            "--bundle",
+            out.to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    b.ok();
+    assert!(
+        !b.stdout.contains("RUN exit"),
+        "stages --target does not need are skipped:\n{}",
+        b.stdout
+    );
+    let r = out.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(r.join("models/layer1.bin")).unwrap(),
+        "w1",
+        "ADD extracts .tar.gz"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("models/sub/layer2.bin")).unwrap(),
+        "w2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("models/plain/sub/layer2.bin")).unwrap(),
+        "w2",
+        "and plain tar"
+    );
+    assert!(!r.join("models/weights.tar.gz").exists());
+    assert!(
+        r.join("app/a.py").is_file()
+            && r.join("app/b.py").is_file()
+            && !r.join("app/c.txt").exists(),
+        "glob"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(r.join("app/scripts/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "--chmod");
+    assert_build_clean(&cache);
+    env.assert_clean();
+}

@@ -1,6 +1,6 @@
 //! FROM sources: `scratch`, `oci:DIR[:TAG]` (OCI image layout), `oci-archive:FILE[:TAG]`, and
-//! `dir:PATH` (a rootfs directory, turned into one layer). Registry references are refused with
-//! a clear error until a registry client is added.
+//! `dir:PATH` (a rootfs directory, turned into one layer); anything else is a registry reference
+//! (registry.rs).
 
 use crate::cache::Cache;
 use crate::error::{io, Error, Result};
@@ -47,10 +47,7 @@ pub fn load(store: &Store, cache: &Cache, image: &str) -> Result<Base> {
     if let Some(dir) = image.strip_prefix("dir:") {
         return from_dir(store, cache, Path::new(dir)).map_err(|e| err(e.to_string()));
     }
-    Err(err(
-        "registry pulls are not supported yet: use oci:DIR[:TAG], oci-archive:FILE or dir:PATH"
-            .into(),
-    ))
+    crate::registry::pull(store, image)
 }
 
 /// `path:tag` → (path, Some(tag)); a `:` inside the path's last component only.

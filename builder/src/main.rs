@@ -15,6 +15,7 @@ mod ignore;
 mod layer;
 mod oci;
 mod output;
+mod registry;
 mod run;
 mod spec;
 mod stage;

@@ -91,7 +91,11 @@ fn errors_name_the_line_and_leave_nothing() {
     build(&cache, &["--bundle", o, c.to_str().unwrap()])
         .fails_with(1, "Dockerfile line 2: secret.key");
     // A registry nobody listens on (port 1 on loopback): a clear pull error, no retry loop.
-    let c = case("registry", "FROM 127.0.0.1:1/ml/python:3.11-slim\nRUN true\n", &[]);
+    let c = case(
+        "registry",
+        "FROM 127.0.0.1:1/ml/python:3.11-slim\nRUN true\n",
+        &[],
+    );
     build(&cache, &["--bundle", o, c.to_str().unwrap()]).fails_with(
         1,
         "Dockerfile line 1: image 127.0.0.1:1/ml/python:3.11-slim: pulling the manifest from 127.0.0.1:1",

@@ -18,6 +18,8 @@ pub struct Stage {
     /// ARGs declared in this stage (in scope for expansion and RUN's environment).
     pub args: Vars,
     pub shell: Vec<String>,
+    /// CMD was set in this stage (an ENTRYPOINT then keeps it).
+    pub cmd_set: bool,
     /// HEALTHCHECK / ONBUILD text, kept as manifest/bundle annotations.
     pub annotations: BTreeMap<String, String>,
     /// Bundle dir of RUN steps; its `rootfs/` is the working tree.
@@ -34,6 +36,7 @@ impl Stage {
             layers: base.layers,
             args: Vars::new(),
             shell: vec!["/bin/sh".into(), "-c".into()],
+            cmd_set: false,
             annotations: BTreeMap::new(),
             work,
             applied: None,

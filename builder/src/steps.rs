@@ -79,16 +79,15 @@ impl Builder {
                 }
             }
             Kind::Stopsignal(s) => cfg.stop_signal = x(s)?,
-            Kind::Cmd(c) => cfg.cmd = Some(command(c, &stage.shell)),
+            Kind::Cmd(c) => {
+                cfg.cmd = Some(command(c, &stage.shell));
+                stage.cmd_set = true;
+            }
             Kind::Entrypoint(c) => {
                 cfg.entrypoint = Some(command(c, &stage.shell));
-                // Docker: a new ENTRYPOINT drops the CMD inherited from the base image.
-                if !stage
-                    .config
-                    .history
-                    .iter()
-                    .any(|h| h.created_by.starts_with("CMD"))
-                {
+                // Docker: a new ENTRYPOINT drops a CMD inherited from the base image, not one
+                // set earlier in this stage.
+                if !stage.cmd_set {
                     stage.config.config.cmd = None;
                 }
             }

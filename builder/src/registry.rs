@@ -4,9 +4,7 @@
 //! `127.*`, `[::1]`) are spoken to over plain HTTP as Docker does, every other one over HTTPS.
 
 use crate::base::Base;
-use crate::error::{io, Error, Result};
-use crate::layer::Layer;
-use crate::oci::ImageConfig;
+use crate::error::{Error, Result};
 use crate::store::Store;
 
 #[cfg(not(feature = "registry"))]
@@ -32,6 +30,9 @@ fn loopback(registry: &str) -> bool {
 
 #[cfg(feature = "registry")]
 pub fn pull(store: &Store, image: &str) -> Result<Base> {
+    use crate::error::io;
+    use crate::layer::Layer;
+    use crate::oci::ImageConfig;
     use oci_client::client::{ClientConfig, ClientProtocol};
     use oci_client::secrets::RegistryAuth;
     use oci_client::{Client, Reference};

@@ -17,6 +17,7 @@ pub fn pull(_store: &Store, image: &str) -> Result<Base> {
     })
 }
 
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
 fn loopback(registry: &str) -> bool {
     let host = registry.rsplit_once(':').map_or(registry, |(h, p)| {
         if p.chars().all(|c| c.is_ascii_digit()) {

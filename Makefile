@@ -1,9 +1,9 @@
 # gpurun — see README.md. `make demo` runs a real container, `make test` runs every test.
 CARGO  ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 GPURUN := target/release/gpurun
-APT_PACKAGES := busybox-static golang-github-containers-common libcap2-bin gcc
+APT_PACKAGES := busybox-static golang-github-containers-common libcap2-bin gcc umoci skopeo debootstrap docker-registry libssl-dev pkg-config
 
-.PHONY: all build deps bundle demo test unit integration vmtest lint bench clean
+.PHONY: all build deps bundle demo test unit integration vmtest lint bench clean build-test build-bench
 
 all: build
 
@@ -31,11 +31,15 @@ unit:
 integration: deps build bundle
 	$(CARGO) test --release -p gpurun-integration
 
+# gpurun-build: unit tests and end-to-end builds run by target/release/gpurun (root).
+build-test: deps build bundle
+	$(CARGO) test --release -p gpurun-build
+
 # The same integration suite on a pure cgroup v2 kernel (User-Mode Linux, integration/vm/).
 vmtest: deps build bundle
 	integration/vm/run-suite.sh
 
-test: deps build lint unit demo integration vmtest
+test: deps build lint unit demo integration build-test vmtest
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -44,6 +48,10 @@ lint:
 # gpurun vs crun vs runc, side by side (hyperfine); writes bench/results.md. See bench/README.md.
 bench: deps build bundle
 	bench/run.sh $(GPURUN)
+
+# gpurun-build: cold build and no-change rebuild of a 5-step Dockerfile; writes bench/build-results.md.
+build-bench: deps build
+	bench/build.sh
 
 clean:
 	$(CARGO) clean

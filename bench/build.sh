@@ -1,0 +1,42 @@
+#!/bin/bash
+# gpurun-build: cold build and no-change rebuild of a 5-step Dockerfile (hyperfine), with the
+# bundle output and with the OCI layout output. Writes bench/build-results.md.
+# Usage (root): bench/build.sh [target/release/gpurun-build] [target/release/gpurun]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BUILD=$(realpath "${1:-$HERE/../target/release/gpurun-build}")
+RUNTIME=$(realpath "${2:-$HERE/../target/release/gpurun}")
+command -v hyperfine >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q hyperfine >/dev/null
+W=$(mktemp -d /tmp/gpurun-build-bench.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+"$HERE/../bundles/build.sh" "$W/bb" >/dev/null
+mkdir -p "$W/ctx"
+cat > "$W/ctx/Dockerfile" <<EOF
+FROM dir:$W/bb/rootfs
+COPY app.py requirements.txt /srv/app/
+RUN echo "fastapi==0.110.0" > /srv/app/installed.txt && mkdir -p /var/tmp/wheels && rm -rf /var/tmp/wheels
+RUN echo "app:x:1000:1000::/srv/app:/bin/sh" >> /etc/passwd && chown -R 1000 /srv/app
+CMD ["sh", "-c", "cat /srv/app/installed.txt"]
+EOF
+echo 'print("serving")' > "$W/ctx/app.py"
+echo 'fastapi==0.110.0' > "$W/ctx/requirements.txt"
+B="$BUILD --runtime $RUNTIME --cache-dir $W/cache"
+$B --bundle "$W/out" "$W/ctx" >/dev/null   # warm the page cache and check it builds
+hyperfine -N --warmup 1 --runs 10 --export-markdown "$W/cold.md" \
+	--prepare "rm -rf $W/cache $W/out $W/layout" \
+	-n "cold build → bundle" "$B --bundle $W/out $W/ctx" \
+	-n "cold build → OCI layout" "$B --oci-layout $W/layout $W/ctx"
+$B --bundle "$W/out" --oci-layout "$W/layout" "$W/ctx" >/dev/null
+hyperfine -N --warmup 3 --runs 30 --export-markdown "$W/warm.md" \
+	-n "no-change rebuild → bundle" "$B --bundle $W/out $W/ctx" \
+	-n "no-change rebuild → OCI layout" "$B --oci-layout $W/layout $W/ctx"
+{
+	echo "# gpurun-build: 5-step Dockerfile (FROM dir:, COPY, RUN, RUN, CMD), busybox base"
+	echo
+	echo "$(nproc) CPUs, $(uname -r), $(date -u +%F). Cold = empty cache; rebuild = every step cached."
+	echo
+	cat "$W/cold.md"
+	echo
+	cat "$W/warm.md"
+} > "$HERE/build-results.md"
+cat "$HERE/build-results.md"

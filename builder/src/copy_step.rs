@@ -1,0 +1,171 @@
+//! COPY/ADD steps: sources from the context (with .dockerignore), another stage or an image;
+//! the cache key covers the step, its expanded arguments and the digest of what it reads.
+
+use crate::build::Builder;
+use crate::context::SourceRoot;
+use crate::copy::{copy_inline, copy_sources, dest_rel, CopyOpts};
+use crate::dockerfile::{Kind, Src, Step};
+use crate::error::{at, Result};
+use crate::expand;
+use crate::layer;
+use crate::stage::Stage;
+use crate::store::sha256_hex;
+use crate::user::resolve_user;
+use std::path::PathBuf;
+
+impl Builder {
+    pub(crate) fn copy_step(&mut self, stage: &mut Stage, step: &Step) -> Result<()> {
+        let Kind::Copy {
+            add,
+            flags,
+            srcs,
+            dest,
+        } = &step.kind
+        else {
+            unreachable!()
+        };
+        let line = step.line;
+        let vars = stage.vars();
+        let esc = self.escape;
+        let x = |s: &str| expand::word(s, &vars, esc).map_err(|m| at(line, m));
+        let (mut from, mut chown, mut chmod) = (None, None, None);
+        for (k, v) in flags {
+            match k.as_str() {
+                "from" => from = Some(x(v)?),
+                "chown" => chown = Some(x(v)?),
+                "chmod" => {
+                    chmod = Some(
+                        u32::from_str_radix(&x(v)?, 8)
+                            .map_err(|_| at(line, format!("--chmod={v}: not an octal mode")))?,
+                    )
+                }
+                "link" | "parents" => {}
+                _ => {
+                    return Err(at(
+                        line,
+                        format!(
+                            "{} --{k} is not supported",
+                            if *add { "ADD" } else { "COPY" }
+                        ),
+                    ))
+                }
+            }
+        }
+        let dest_s = x(dest)?;
+        let drel = dest_rel(&dest_s, stage.workdir())?;
+        // Source root: the context, another stage's rootfs, or an image's.
+        let (src_root, src_id, ignore) = match &from {
+            None => (self.opts.context.clone(), String::from("context"), true),
+            Some(f) => {
+                let (root, id) = self.copy_source_root(f, line)?;
+                (root, id, false)
+            }
+        };
+        let ig = ignore.then_some(&self.ignore);
+        let sroot = SourceRoot {
+            root: &src_root,
+            ignore: ig,
+        };
+        let mut selected = Vec::new();
+        let mut inline = Vec::new();
+        for s in srcs {
+            match s {
+                Src::Path(p) => {
+                    let p = x(p)?;
+                    if p.contains("://") {
+                        return Err(at(line, format!("{p}: URL sources are not supported (the builder does not download); fetch it in a RUN step")));
+                    }
+                    selected.extend(sroot.select(&p).map_err(|e| e.at_line(line))?);
+                }
+                Src::Inline {
+                    name,
+                    body,
+                    expand: e,
+                } => {
+                    let body = if *e {
+                        expand::vars_only(body, &vars).map_err(|m| at(line, m))?
+                    } else {
+                        body.clone()
+                    };
+                    inline.push((name.clone(), body));
+                }
+            }
+        }
+        let digest = if from.is_none() {
+            sroot.digest(&selected)?
+        } else {
+            src_id
+        };
+        let key = sha256_hex(
+            format!(
+                "{}\nCOPY\n{step_text}\n{dest_s}\ncwd={}\n{digest}\n{inline:?}\n{chown:?}{chmod:?}",
+                stage.chain,
+                stage.workdir(),
+                step_text = step.text
+            )
+            .as_bytes(),
+        );
+        if let Some(hit) = self.cache.get(&key) {
+            self.progress(&step.text, true);
+            self.last_cached = true;
+            stage.push(&key, hit, &step.text, false);
+            return Ok(());
+        }
+        self.progress(&step.text, false);
+        let rootfs = stage.rootfs(&self.store)?;
+        let ids = match &chown {
+            Some(c) => {
+                Some(resolve_user(&rootfs, c).map_err(|m| at(line, format!("--chown={c}: {m}")))?)
+            }
+            None => None,
+        };
+        let opts = CopyOpts {
+            chown: ids,
+            chmod,
+            extract: *add,
+        };
+        let before = layer::snapshot(&rootfs)?;
+        let n = selected.len() + inline.len();
+        copy_sources(&rootfs, &sroot, &selected, &dest_s, &drel, &opts)
+            .map_err(|e| e.at_line(line))?;
+        for (name, body) in &inline {
+            copy_inline(&rootfs, name, body, &dest_s, &drel, n, &opts)?;
+        }
+        let l = layer::diff(&self.store, &rootfs, &before)?;
+        self.cache.put(&key, l.as_ref())?;
+        stage.push(&key, l, &step.text, true);
+        Ok(())
+    }
+
+    /// `--from=stage|index|image`: that rootfs (materialised) and an id for the cache key.
+    fn copy_source_root(&mut self, from: &str, line: usize) -> Result<(PathBuf, String)> {
+        let idx = self
+            .names
+            .get(&from.to_ascii_lowercase())
+            .copied()
+            .or_else(|| from.parse().ok());
+        if let Some(i) = idx {
+            let store = self.store.clone();
+            let st = self
+                .done
+                .get_mut(i)
+                .and_then(Option::as_mut)
+                .ok_or_else(|| {
+                    at(
+                        line,
+                        format!("--from={from}: stage not built before this one"),
+                    )
+                })?;
+            return Ok((st.rootfs(&store)?, st.chain.clone()));
+        }
+        let base =
+            crate::base::load(&self.store, &self.cache, from).map_err(|e| e.at_line(line))?;
+        let work = self.store.root.join("work").join(self.unique("from"));
+        let mut st = Stage::new(base, work);
+        let root = st.rootfs(&self.store)?;
+        let id = st.chain.clone();
+        // kept with the finished stages so it is cleaned up with them
+        self.done.push(Some(st));
+        Ok((root, id))
+    }
+}

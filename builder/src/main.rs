@@ -1,0 +1,200 @@
+//! gpurun-build: Dockerfile + context → OCI bundle and/or OCI image, every RUN step executed by
+//! gpurun (or any runc-compatible runtime). See README.md, "Building images".
+#![forbid(unsafe_code)]
+
+mod base;
+mod build;
+mod cache;
+mod context;
+mod copy;
+mod copy_step;
+mod dockerfile;
+mod error;
+mod expand;
+mod ignore;
+mod layer;
+mod oci;
+mod output;
+mod registry;
+mod run;
+mod spec;
+mod stage;
+mod steps;
+mod store;
+mod unpack;
+mod user;
+
+use clap::Parser;
+use error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gpurun-build",
+    version,
+    about = "Build an OCI bundle / OCI image from a Dockerfile; RUN steps run in gpurun"
+)]
+struct Cli {
+    /// Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Image name for the OCI outputs
+    #[arg(short = 't', long = "tag", default_value = "gpurun-build:latest")]
+    tag: String,
+    /// Build argument K=V (repeatable)
+    #[arg(long = "build-arg", value_name = "K=V")]
+    build_args: Vec<String>,
+    /// Build up to this stage
+    #[arg(long)]
+    target: Option<String>,
+    /// Write a runnable OCI bundle (config.json + rootfs/) here
+    #[arg(long, value_name = "OUT_DIR")]
+    bundle: Option<PathBuf>,
+    /// Write an OCI image layout here (added to an existing one)
+    #[arg(
+        long = "oci-layout",
+        value_name = "DIR",
+        conflicts_with = "oci_archive"
+    )]
+    oci_layout: Option<PathBuf>,
+    /// Write an OCI archive (tar of an image layout)
+    #[arg(long = "oci-archive", value_name = "FILE.tar")]
+    oci_archive: Option<PathBuf>,
+    /// Run every step, ignoring cached results
+    #[arg(long = "no-cache")]
+    no_cache: bool,
+    /// runc-compatible runtime for RUN steps (default: gpurun next to this binary, else PATH)
+    #[arg(long)]
+    runtime: Option<PathBuf>,
+    /// CDI device for every RUN step, e.g. nvidia.com/gpu=all (repeatable)
+    #[arg(long = "device", value_name = "CDI_NAME")]
+    devices: Vec<String>,
+    /// Layer store, cache and cache mounts (default: $GPURUN_BUILD_CACHE, /var/lib/gpurun-build
+    /// as root, else ~/.cache/gpurun-build)
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Build context directory
+    context: PathBuf,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = real_main(cli) {
+        eprintln!("gpurun-build: error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+fn default_runtime() -> PathBuf {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        if dir.join("gpurun").is_file() {
+            return dir.join("gpurun");
+        }
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("gpurun"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("gpurun"))
+}
+
+fn default_cache() -> PathBuf {
+    if let Some(d) = std::env::var_os("GPURUN_BUILD_CACHE") {
+        return PathBuf::from(d);
+    }
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if root {
+        return PathBuf::from("/var/lib/gpurun-build");
+    }
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    home.unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("gpurun-build")
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(error::io(p))
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    if cli.bundle.is_none() && cli.oci_layout.is_none() && cli.oci_archive.is_none() {
+        return Err(Error::Usage(
+            "no output: give --bundle DIR, --oci-layout DIR or --oci-archive FILE".into(),
+        ));
+    }
+    let context = absolute(&cli.context)?;
+    if !context.is_dir() {
+        return Err(Error::Usage(format!(
+            "context {}: not a directory",
+            context.display()
+        )));
+    }
+    let dockerfile = cli
+        .file
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    let mut build_args = BTreeMap::new();
+    for kv in &cli.build_args {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => build_args.insert(k.to_string(), v.to_string()),
+            // Docker: `--build-arg K` takes K from the environment
+            _ => build_args.insert(kv.clone(), std::env::var(kv).unwrap_or_default()),
+        };
+    }
+    if let Some(b) = &cli.bundle {
+        let nonempty = std::fs::read_dir(b).is_ok_and(|mut d| d.next().is_some());
+        if nonempty && !b.join("config.json").exists() {
+            return Err(Error::Usage(format!(
+                "--bundle {}: exists and is not a bundle; refusing to overwrite",
+                b.display()
+            )));
+        }
+    }
+    let df = dockerfile::parse_file(&dockerfile)?;
+    let opts = build::Opts {
+        context,
+        build_args,
+        target: cli.target.clone(),
+        no_cache: cli.no_cache,
+        runtime: cli
+            .runtime
+            .clone()
+            .map_or_else(default_runtime, |r| absolute(&r).unwrap_or(r)),
+        devices: cli.devices.clone(),
+        store_root: absolute(&cli.cache_dir.clone().unwrap_or_else(default_cache))?,
+    };
+    let t = Instant::now();
+    let mut b = build::Builder::new(opts)?;
+    let mut built = b.build(&df)?;
+    let res = write_outputs(&cli, &b.store, &mut built.stage);
+    built.stage.cleanup();
+    res?;
+    println!("built in {:.3}s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn write_outputs(cli: &Cli, store: &store::Store, stage: &mut stage::Stage) -> Result<()> {
+    if let Some(dir) = &cli.bundle {
+        output::write_bundle(store, stage, dir)?;
+        println!("bundle: {}", dir.display());
+    }
+    if let Some(dir) = &cli.oci_layout {
+        let d = output::write_layout(store, stage, dir, &cli.tag)?;
+        println!("oci layout: {} ({})", dir.display(), d.digest);
+    }
+    if let Some(file) = &cli.oci_archive {
+        let d = output::write_archive(store, stage, file, &cli.tag)?;
+        println!("oci archive: {} ({})", file.display(), d.digest);
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! RUN steps: write a bundle (the stage's working rootfs + a config.json made from the image
+//! config) and `RUNTIME --root STATE run --bundle DIR ID`, exactly as an engine drives runc.
+//! Mount points the runtime had to create in the rootfs are removed again so they do not
+//! become part of the step's layer.
+
+use crate::error::{io, Error, Result};
+use crate::spec::{config_json, Bind, SpecInput};
+use crate::user::Ids;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub struct RunStep {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub ids: Ids,
+    pub network_none: bool,
+    /// (host dir, target in the container) for `--mount=type=cache`.
+    pub cache_mounts: Vec<(PathBuf, String)>,
+    /// CDI device names (`nvidia.com/gpu=all`), passed as the CDI annotation.
+    pub devices: Vec<String>,
+}
+
+/// Host files a RUN step with the host network needs for name resolution.
+const HOST_FILES: &[&str] = &["/etc/resolv.conf", "/etc/hosts"];
+
+/// Run one step in `bundle` (whose `rootfs/` is the stage's working tree). Returns the exit code.
+pub fn run(
+    runtime: &Path,
+    state_root: &Path,
+    bundle: &Path,
+    id: &str,
+    step: &RunStep,
+) -> Result<i32> {
+    let rootfs = bundle.join("rootfs");
+    let mut binds: Vec<Bind> = Vec::new();
+    if !step.network_none {
+        for f in HOST_FILES {
+            if Path::new(f).is_file() {
+                binds.push(Bind {
+                    src: f.to_string(),
+                    dst: f.to_string(),
+                    readonly: true,
+                });
+            }
+        }
+    }
+    for (host, target) in &step.cache_mounts {
+        std::fs::create_dir_all(host).map_err(io(host))?;
+        binds.push(Bind {
+            src: host.display().to_string(),
+            dst: target.clone(),
+            readonly: false,
+        });
+    }
+    let mut annotations = BTreeMap::new();
+    if !step.devices.is_empty() {
+        annotations.insert(
+            "cdi.k8s.io/gpurun-build".to_string(),
+            step.devices.join(","),
+        );
+    }
+    let spec = config_json(&SpecInput {
+        args: step.args.clone(),
+        env: step.env.clone(),
+        cwd: step.cwd.clone(),
+        ids: step.ids.clone(),
+        own_network: step.network_none,
+        binds,
+        annotations,
+        cgroups_path: Some(id.to_string()),
+        hostname: "gpurun-build",
+    });
+    let cfg = bundle.join("config.json");
+    std::fs::write(
+        &cfg,
+        serde_json::to_vec_pretty(&spec).expect("spec serializes"),
+    )
+    .map_err(io(&cfg))?;
+
+    // Mount points that are missing now would be created by the runtime: note them.
+    let mut dests: Vec<String> = vec!["/proc".into(), "/dev".into(), "/sys".into()];
+    dests.extend(
+        spec["mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["destination"].as_str())
+            .filter(|d| !d.starts_with("/dev/") && !d.starts_with("/sys/"))
+            .map(String::from),
+    );
+    let created: Vec<PathBuf> = missing_paths(&rootfs, &dests);
+    if !step.cwd.is_empty() {
+        let cwd = crate::unpack::resolve(&rootfs, Path::new(step.cwd.trim_start_matches('/')))?;
+        std::fs::create_dir_all(&cwd).map_err(io(&cwd))?;
+    }
+    std::fs::create_dir_all(state_root).map_err(io(state_root))?;
+    let status = Command::new(runtime)
+        .arg("--root")
+        .arg(state_root)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| Error::Usage(format!("cannot execute runtime {}: {e}", runtime.display())));
+    // Clean up even after a failure: the container's state and what the runtime created.
+    let _ = Command::new(runtime)
+        .arg("--root")
+        .arg(state_root)
+        .args(["delete", "--force", id])
+        .stderr(Stdio::null())
+        .status();
+    for p in created.iter().rev() {
+        let _ = std::fs::remove_dir(p).or_else(|_| remove_if_empty_file(p));
+    }
+    let _ = std::fs::remove_file(&cfg);
+    let status = status?;
+    Ok(status.code().unwrap_or_else(|| {
+        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+    }))
+}
+
+fn remove_if_empty_file(p: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(p)?.len() == 0 {
+        std::fs::remove_file(p)?;
+    }
+    Ok(())
+}
+
+/// Of `dests` (absolute paths in the container), the rootfs paths that do not exist yet,
+/// including missing parents, outermost first.
+fn missing_paths(rootfs: &Path, dests: &[String]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in dests {
+        let mut cur = rootfs.to_path_buf();
+        for c in Path::new(d.trim_start_matches('/')).components() {
+            cur.push(c);
+            if std::fs::symlink_metadata(&cur).is_err() && !out.contains(&cur) {
+                out.push(cur.clone());
+            }
+        }
+    }
+    out
+}

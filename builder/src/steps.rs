@@ -1,0 +1,244 @@
+//! One instruction applied to a stage: config-only instructions change the image config;
+//! RUN and COPY/ADD look up the cache, else execute and record their layer.
+
+use crate::build::Builder;
+
+use crate::dockerfile::{CmdForm, Kind, Step};
+use crate::error::{at, Error, Result};
+use crate::expand;
+use crate::layer;
+use crate::run::{run, RunStep};
+use crate::stage::Stage;
+use crate::store::sha256_hex;
+use crate::user::resolve_user;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+impl Builder {
+    pub(crate) fn progress(&self, text: &str, cached: bool) {
+        let first = text.lines().next().unwrap_or("");
+        let short: String = first.chars().take(100).collect();
+        let more = if short.len() < text.len() { " …" } else { "" };
+        let tag = if cached { "CACHED " } else { "" };
+        println!("[{}/{}] {tag}{short}{more}", self.step_no, self.step_total);
+    }
+
+    pub fn step(&mut self, stage: &mut Stage, step: &Step) -> Result<()> {
+        let vars = stage.vars();
+        let esc = self.escape;
+        let line = step.line;
+        let x = |s: &str| expand::word(s, &vars, esc).map_err(|m| at(line, m));
+        self.last_cached = false;
+        match &step.kind {
+            Kind::Run { .. } => return self.run_step(stage, step),
+            Kind::Copy { .. } => return self.copy_step(stage, step),
+            _ => self.progress(&step.text, false),
+        }
+        let cfg = &mut stage.config.config;
+        match &step.kind {
+            Kind::Arg(text) => {
+                for (k, v) in self.declare_args(text, &vars).map_err(|m| at(line, m))? {
+                    stage.args.insert(k, v);
+                }
+            }
+            Kind::Env(text) => {
+                for (k, v) in expand::pairs(text, &vars, esc, true).map_err(|m| at(line, m))? {
+                    stage.config.set_env(&k, &v);
+                }
+            }
+            Kind::Label(text) => {
+                for (k, v) in expand::pairs(text, &vars, esc, false).map_err(|m| at(line, m))? {
+                    cfg.labels.insert(k, v);
+                }
+            }
+            Kind::Maintainer(m) => {
+                cfg.labels.insert("maintainer".into(), m.clone());
+            }
+            Kind::Workdir(w) => {
+                let w = x(w)?;
+                let joined = Path::new(stage.workdir()).join(w);
+                let clean = crate::unpack::clean(&joined).unwrap_or_default();
+                stage.config.config.working_dir = format!("/{}", clean.display());
+            }
+            Kind::User(u) => cfg.user = x(u)?,
+            Kind::Expose(ports) => {
+                for p in ports {
+                    for p in expand::words(p, &vars, esc).map_err(|m| at(line, m))? {
+                        let p = if p.contains('/') {
+                            p.to_ascii_lowercase()
+                        } else {
+                            format!("{p}/tcp")
+                        };
+                        cfg.exposed_ports.insert(p, Default::default());
+                    }
+                }
+            }
+            Kind::Volume(vols) => {
+                for v in vols {
+                    cfg.volumes.insert(x(v)?, Default::default());
+                }
+            }
+            Kind::Stopsignal(s) => cfg.stop_signal = x(s)?,
+            Kind::Cmd(c) => {
+                cfg.cmd = Some(command(c, &stage.shell));
+                stage.cmd_set = true;
+            }
+            Kind::Entrypoint(c) => {
+                cfg.entrypoint = Some(command(c, &stage.shell));
+                // Docker: a new ENTRYPOINT drops a CMD inherited from the base image, not one
+                // set earlier in this stage.
+                if !stage.cmd_set {
+                    stage.config.config.cmd = None;
+                }
+            }
+            Kind::Shell(sh) => stage.shell = sh.clone(),
+            Kind::Annotation(key) => {
+                eprintln!("warning: line {line}: {} is kept as an annotation only: the OCI image config has no field for it", key.to_uppercase());
+                stage
+                    .annotations
+                    .insert(format!("org.gpurun.build.{key}"), step.text.clone());
+            }
+            Kind::From { .. } | Kind::Run { .. } | Kind::Copy { .. } => {
+                unreachable!("handled above")
+            }
+        }
+        stage.history(&step.text, true);
+        Ok(())
+    }
+
+    fn run_step(&mut self, stage: &mut Stage, step: &Step) -> Result<()> {
+        let Kind::Run {
+            flags,
+            cmd,
+            heredoc,
+        } = &step.kind
+        else {
+            unreachable!()
+        };
+        let line = step.line;
+        let mut network_none = false;
+        let mut devices = self.opts.devices.clone();
+        let mut mounts: Vec<(PathBuf, String)> = Vec::new();
+        let vars = stage.vars();
+        for (k, v) in flags {
+            let v = expand::word(v, &vars, self.escape).map_err(|m| at(line, m))?;
+            match k.as_str() {
+                "network" => match v.as_str() {
+                    "none" => network_none = true,
+                    "host" | "default" => network_none = false,
+                    _ => {
+                        return Err(at(
+                            line,
+                            format!("--network={v}: use none, host or default"),
+                        ))
+                    }
+                },
+                "device" => devices.push(v),
+                "mount" => mounts.push(self.cache_mount(&v).map_err(|m| at(line, m))?),
+                _ => return Err(at(line, format!("RUN --{k} is not supported"))),
+            }
+        }
+        let args = match (cmd, heredoc) {
+            (CmdForm::Shell(c), Some((body, _))) => {
+                let c = c.trim();
+                let script = if heredoc_only(c) {
+                    body.clone()
+                } else {
+                    format!("{c}\n{body}{}\n", heredoc_delim(c))
+                };
+                [stage.shell.clone(), vec![script]].concat()
+            }
+            (CmdForm::Shell(c), None) => [stage.shell.clone(), vec![c.clone()]].concat(),
+            (CmdForm::Exec(v), _) => v.clone(),
+        };
+        let env = stage.run_env();
+        let user = stage.config.config.user.clone();
+        let key = sha256_hex(
+            format!(
+                "{}\nRUN\n{args:?}\n{env:?}\nuser={user}\ncwd={}\nnet={network_none}\ndev={devices:?}\nmounts={mounts:?}",
+                stage.chain,
+                stage.workdir()
+            )
+            .as_bytes(),
+        );
+        if let Some(hit) = self.cache.get(&key) {
+            self.progress(&step.text, true);
+            self.last_cached = true;
+            stage.push(&key, hit, &step.text, false);
+            return Ok(());
+        }
+        self.progress(&step.text, false);
+        let rootfs = stage.rootfs(&self.store)?;
+        let ids =
+            resolve_user(&rootfs, &user).map_err(|m| at(line, format!("USER {user}: {m}")))?;
+        let before = layer::snapshot(&rootfs)?;
+        let id = self.unique("run");
+        let env = crate::user::with_home(env, &rootfs, ids.uid);
+        let rs = RunStep {
+            args,
+            env,
+            cwd: stage.workdir().to_string(),
+            ids,
+            network_none,
+            cache_mounts: mounts,
+            devices,
+        };
+        let state_root = self.store.root.join("run");
+        let t = Instant::now();
+        let code = run(&self.opts.runtime, &state_root, &stage.work, &id, &rs)?;
+        if code != 0 {
+            return Err(Error::RunFailed {
+                line,
+                code,
+                cmd: step.text.clone(),
+            });
+        }
+        let _ = t;
+        let l = layer::diff(&self.store, &rootfs, &before)?;
+        self.cache.put(&key, l.as_ref())?;
+        stage.push(&key, l, &step.text, true);
+        Ok(())
+    }
+
+    /// `type=cache,target=/root/.cache[,id=NAME]` → a persistent dir in the store.
+    fn cache_mount(&self, spec: &str) -> std::result::Result<(PathBuf, String), String> {
+        let mut kind = "bind";
+        let (mut target, mut id) = (None, None);
+        for kv in spec.split(',') {
+            match kv.split_once('=') {
+                Some(("type", v)) => kind = v,
+                Some(("target" | "dst" | "destination", v)) => target = Some(v.to_string()),
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("sharing" | "mode" | "uid" | "gid", _)) => {}
+                _ => return Err(format!("--mount={spec}: unsupported option {kv:?}")),
+            }
+        }
+        if kind != "cache" {
+            return Err(format!(
+                "--mount=type={kind} is not supported (only type=cache)"
+            ));
+        }
+        let target = target.ok_or_else(|| format!("--mount={spec}: target= is required"))?;
+        let name = sha256_hex(id.unwrap_or_else(|| target.clone()).as_bytes());
+        Ok((self.store.root.join("mounts").join(&name[..16]), target))
+    }
+}
+
+fn heredoc_only(c: &str) -> bool {
+    c.starts_with("<<") && !c.contains(char::is_whitespace)
+}
+
+fn heredoc_delim(c: &str) -> String {
+    let i = c.find("<<").map_or(0, |i| i + 2);
+    let rest = c[i..].trim_start_matches('-');
+    let word: String = rest.chars().take_while(|ch| !ch.is_whitespace()).collect();
+    word.trim_matches(|ch| ch == '"' || ch == '\'').to_string()
+}
+
+/// CMD/ENTRYPOINT: exec form as written; shell form wrapped in SHELL (Docker's rule).
+fn command(c: &CmdForm, shell: &[String]) -> Vec<String> {
+    match c {
+        CmdForm::Exec(v) => v.clone(),
+        CmdForm::Shell(s) => [shell.to_vec(), vec![s.clone()]].concat(),
+    }
+}

@@ -1,0 +1,238 @@
+//! Helpers for the builder's tests: run `gpurun-build` with the real gpurun as its runtime,
+//! a private cache dir per test, and check that builds leave nothing behind.
+#![allow(dead_code)]
+
+pub use gpurun_integration::{bin, require_root, Env, Out};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// Pids of the gpurun-build processes each cache dir has seen: RUN containers are named
+/// `gpurun-build-<pid>-…`, so a test checks only its own builds' cgroups (tests run in parallel).
+static BUILD_PIDS: Mutex<Vec<(PathBuf, u32)>> = Mutex::new(Vec::new());
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+pub struct Build {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Build {
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "build failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn fails_with(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+    /// Lines like `[3/9] CACHED RUN …`.
+    pub fn cached(&self) -> usize {
+        self.stdout
+            .lines()
+            .filter(|l| l.contains("] CACHED "))
+            .count()
+    }
+    pub fn executed(&self) -> usize {
+        self.stdout
+            .lines()
+            .filter(|l| l.contains("] done in "))
+            .count()
+    }
+    /// The digest printed for `--oci-layout`/`--oci-archive`.
+    pub fn digest(&self) -> String {
+        let l = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("oci "))
+            .expect("an OCI output line");
+        l.rsplit('(')
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .to_string()
+    }
+}
+
+/// `gpurun-build --runtime <gpurun> --cache-dir <cache> ARGS…`
+pub fn build(cache: &Path, args: &[&str]) -> Build {
+    build_with(cache, &bin(), args)
+}
+
+/// `build` with another runtime binary.
+pub fn build_with(cache: &Path, runtime: &Path, args: &[&str]) -> Build {
+    let child = Command::new(env!("CARGO_BIN_EXE_gpurun-build"))
+        .arg("--runtime")
+        .arg(runtime)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running gpurun-build");
+    BUILD_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((cache.to_path_buf(), child.id()));
+    let out = child.wait_with_output().expect("waiting for gpurun-build");
+    Build {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Copy a fixture context into `dir` (tests edit their copy).
+pub fn fixture(name: &str, dir: &Path) -> PathBuf {
+    let dst = dir.join(name);
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(Path::new(FIXTURES).join(name))
+        .arg(&dst)
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "copying fixture {name}");
+    dst
+}
+
+/// Write a context dir with a Dockerfile and files.
+pub fn context(dir: &Path, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    for (name, body) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// Run a built bundle with gpurun (the env's private --root; a fresh id the env cleans up).
+pub fn run_bundle(env: &Env, bundle: &Path) -> Out {
+    env.gpurun(&["run", "--bundle", bundle.to_str().unwrap(), &env.id()])
+}
+
+/// Nothing a build may leave: work trees, RUN containers' state, their cgroups.
+#[track_caller]
+pub fn assert_build_clean(cache: &Path) {
+    let entries = |d: &str| -> Vec<String> {
+        std::fs::read_dir(cache.join(d))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        entries("work"),
+        Vec::<String>::new(),
+        "work trees left in {}",
+        cache.display()
+    );
+    assert_eq!(
+        entries("run"),
+        Vec::<String>::new(),
+        "RUN container state left"
+    );
+    assert_eq!(entries("tmp"), Vec::<String>::new(), "temp files left");
+    let prefixes: Vec<String> = BUILD_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(c, _)| c == cache)
+        .map(|(_, pid)| format!("gpurun-build-{pid}-"))
+        .collect();
+    assert!(
+        !prefixes.is_empty(),
+        "no build ran with {}",
+        cache.display()
+    );
+    let pid = std::process::id() as i32;
+    for (_, dir) in gpurun_integration::proc_cgroup_dirs(pid) {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    !prefixes.iter().any(|p| n.starts_with(p)),
+                    "RUN cgroup left: {}",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
+
+/// Entry names of every layer of the image tagged `tag` in an OCI layout.
+pub fn layer_entries(layout: &Path, tag: &str) -> Vec<Vec<String>> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .expect("tagged manifest");
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(m["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let out = Command::new("tar")
+                .arg("tzf")
+                .arg(blob(l["digest"].as_str().unwrap()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "tar tzf of a layer failed");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(String::from)
+                .collect()
+        })
+        .collect()
+}
+
+pub fn has_tool(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn base_arg(env: &Env) -> String {
+    format!("BASE=dir:{}", env.rootfs().display())
+}
+
+/// Skip (with the reason) unless the tool can be run.
+pub fn tool_or_skip(tool: &str) -> bool {
+    let ok = has_tool(tool);
+    if !ok {
+        println!("skipped: {tool} not installed");
+    }
+    ok
+}

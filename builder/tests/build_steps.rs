@@ -153,12 +153,31 @@ fn runtime_flag_and_cdi_devices_reach_the_runtime() {
     let cache = env.dir.join("cache");
     let log = env.dir.join("calls");
     std::fs::create_dir_all(&log).unwrap();
+    // gpurun resolves the step's CDI device itself: a CDI spec for `nvidia.com/gpu=all` in a
+    // private spec dir (named by a gpurun config file) whose edit the RUN step must see.
+    let cdi_dir = env.dir.join("cdi");
+    std::fs::create_dir_all(&cdi_dir).unwrap();
+    std::fs::write(
+        cdi_dir.join("gpu.json"),
+        r#"{"cdiVersion":"0.6.0","kind":"nvidia.com/gpu","devices":[{"name":"all","containerEdits":{"env":["GPU_FROM=cdi"]}}]}"#,
+    )
+    .unwrap();
+    let config = env.dir.join("gpurun.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nvidia]\ncdi-spec-dirs = [{:?}]\n",
+            cdi_dir.display().to_string()
+        ),
+    )
+    .unwrap();
     // Any runc-compatible binary: here a wrapper that keeps each config.json, then runs gpurun.
     let wrapper = env.dir.join("runc-wrapper");
     let script = format!(
         "#!/bin/sh\nprev=\nfor a in \"$@\"; do [ \"$prev\" = --bundle ] && cp \"$a/config.json\" {log}/config-$$.json; prev=$a; done\n\
-         echo \"$*\" >> {log}/argv\nexec {gpurun} \"$@\"\n",
+         echo \"$*\" >> {log}/argv\nGPURUN_CONFIG={config} exec {gpurun} \"$@\"\n",
         log = log.display(),
+        config = config.display(),
         gpurun = bin().display()
     );
     std::fs::write(&wrapper, script).unwrap();
@@ -168,7 +187,7 @@ fn runtime_flag_and_cdi_devices_reach_the_runtime() {
     )
     .unwrap();
     let df = format!(
-        "FROM dir:{}\nARG MODEL=resnet\nRUN --device=nvidia.com/gpu=all echo \"gpu step $MODEL\"\nRUN echo plain > /plain\n",
+        "FROM dir:{}\nARG MODEL=resnet\nRUN --device=nvidia.com/gpu=all echo \"gpu step $MODEL $GPU_FROM\"\nRUN echo plain > /plain\n",
         env.rootfs().display()
     );
     let ctx = context(&env.dir.join("ctx"), &df, &[]);
@@ -179,7 +198,7 @@ fn runtime_flag_and_cdi_devices_reach_the_runtime() {
         &["--bundle", out.to_str().unwrap(), ctx.to_str().unwrap()],
     );
     b.ok();
-    assert!(b.stdout.contains("gpu step resnet"), "{}", b.stdout);
+    assert!(b.stdout.contains("gpu step resnet cdi"), "{}", b.stdout);
     let argv = std::fs::read_to_string(log.join("argv")).unwrap();
     let runs = argv
         .lines()

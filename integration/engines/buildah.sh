@@ -15,7 +15,7 @@ if ! command -v buildah >/dev/null; then
 fi
 [ -x "$RUNTIME" ] || { echo "runtime $RUNTIME not found (cargo build --release)"; exit 1; }
 
-W=$(mktemp -d /tmp/buildah-eng.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}"/buildah-eng.XXXXXX)
 make_wrapper "$W"
 RB=$W/bin/$RT_NAME
 NOFILE=$(ulimit -Hn); [ "$NOFILE" = unlimited ] && NOFILE=1048576; [ "$NOFILE" -gt 65536 ] && NOFILE=65536

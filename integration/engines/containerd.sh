@@ -15,7 +15,7 @@ if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then
 fi
 [ -x "$RUNTIME" ] || { echo "runtime $RUNTIME not found (cargo build --release)"; exit 1; }
 
-W=$(mktemp -d /tmp/ctrd-eng.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}"/ctrd-eng.XXXXXX)
 NS=eng$$
 ID=c$$
 RB=$W/bin/$RT_NAME        # logging wrapper passed as --runc-binary

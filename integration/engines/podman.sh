@@ -15,7 +15,7 @@ if ! command -v podman >/dev/null; then
 fi
 [ -x "$RUNTIME" ] || { echo "runtime $RUNTIME not found (cargo build --release)"; exit 1; }
 
-W=$(mktemp -d /tmp/podman-eng.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}"/podman-eng.XXXXXX)
 make_wrapper "$W"
 RB=$W/bin/$RT_NAME
 # podman raises nofile to 1048576 by default: that fails without CAP_SYS_RESOURCE, so stay

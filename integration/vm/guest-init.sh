@@ -26,9 +26,10 @@ ln -sf pts/ptmx $R/dev/ptmx
 mount -t tmpfs -o mode=1777 shm $R/dev/shm
 mount -t mqueue mqueue $R/dev/mqueue
 mount -t tmpfs -o mode=755 tmpfs $R/run
-# Engine storage (and the tests' temp dirs) must not be overlay-on-overlay: containerd's and
-# Podman's snapshotters mount overlays of their own there.
-for d in /tmp /var/tmp /var/lib/containers /var/lib/containerd; do
+# Engine storage must not be overlay-on-overlay: containerd's and Podman's snapshotters mount
+# overlays of their own there (guest-tests.sh also points TMPDIR at a tmpfs under /run). Not
+# /tmp itself: the repository under test may live there.
+for d in /var/lib/containers /var/lib/containerd; do
 	mkdir -p "$R$d" && mount -t tmpfs -o mode=1777 tmpfs "$R$d"
 done
 

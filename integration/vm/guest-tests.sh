@@ -9,6 +9,10 @@ echo "guest: $(uname -r), $(stat -fc %T /sys/fs/cgroup) at /sys/fs/cgroup," \
 	"controllers: $(cat /sys/fs/cgroup/cgroup.controllers), cgroup: $(cut -d: -f3 /proc/self/cgroup)"
 echo "guest: GPURUN_BIN=${GPURUN_BIN:-unset}"
 [ $# -gt 0 ] || { echo "guest-tests.sh: no test binaries given"; exit 2; }
+# Engine scripts keep their state under TMPDIR: a tmpfs, not the guest's overlay root (their
+# snapshotters cannot stack overlays on an overlay).
+export TMPDIR=/run/tmp
+mkdir -p "$TMPDIR" && chmod 1777 "$TMPDIR"
 failed= summary=
 for t in "$@"; do
 	name=$(basename "$t")

@@ -239,10 +239,7 @@ impl Cgroup {
     /// Move the calling process into the cgroup (the init does this itself, before it runs
     /// anything of the user's and before it unshares its cgroup namespace).
     pub fn join_self(&self) -> Result<()> {
-        for procs in self.procs_files() {
-            fs::write(&procs, "0")?;
-        }
-        Ok(())
+        self.add(0) // pid 0 in cgroup.procs: the writer itself
     }
 
     /// Move `pid` into the cgroup (for an init in a user namespace, which cannot itself write

@@ -158,3 +158,42 @@ fn cgroups_path_forms() {
     }
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&abs_parent));
 }
+
+/// A cgroup that holds processes of its own must not be given controllers on the way down to
+/// the container's: the kernel accepts the threaded ones (pids, cpuset), which makes it a
+/// thread root, and its new child "domain invalid" (clone3 into it: EOPNOTSUPP). Seen on a
+/// GPU host whose agent runs everything in such a cgroup.
+#[test]
+fn container_below_a_cgroup_with_processes() {
+    if !require_root() {
+        return;
+    }
+    if !cgroup2_host() {
+        eprintln!("skipped: needs a pure cgroup v2 host (the v2 VM runs it)");
+        return;
+    }
+    let env = Env::new("container_below_a_cgroup_with_processes");
+    let own = pids_dir(std::process::id() as i32);
+    let parent_name = format!("{CGROUP_PREFIX}-busy-{}", env.marker);
+    let parent = own.join(&parent_name);
+    std::fs::create_dir(&parent).unwrap();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    std::fs::write(parent.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let id = env.id();
+    env.config(|s| {
+        set_args(s, &["echo", "placed"]);
+        s["linux"]["cgroupsPath"] = json!(format!("{parent_name}/{id}"));
+    });
+    let out = env.run(&id);
+    let kind = std::fs::read_to_string(parent.join("cgroup.type")).unwrap_or_default();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = std::fs::remove_dir(&parent);
+    out.assert_ok();
+    assert_eq!(out.stdout.trim(), "placed", "{}", out.describe());
+    assert_eq!(kind.trim(), "domain", "the populated parent became {kind}");
+    env.assert_clean();
+}

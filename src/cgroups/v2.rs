@@ -19,6 +19,13 @@ pub fn enable_controllers(mountpoint: &Path, dir: &Path) -> Result<()> {
     let mut current = mountpoint.to_path_buf();
     let comps: Vec<_> = rel.components().collect();
     for comp in &comps {
+        // A cgroup below the root that holds processes must get no controllers: the kernel
+        // refuses domain ones ("no internal processes") but accepts threaded ones (pids,
+        // cpuset), which would make it a thread root and every new child "domain invalid",
+        // unable to hold a process (clone3 into it fails with EOPNOTSUPP).
+        if current != mountpoint && has_processes(&current) {
+            break;
+        }
         let control = current.join("cgroup.subtree_control");
         let enabled = read(&control).unwrap_or_default();
         for c in available
@@ -32,6 +39,10 @@ pub fn enable_controllers(mountpoint: &Path, dir: &Path) -> Result<()> {
         current.push(comp);
     }
     Ok(())
+}
+
+fn has_processes(dir: &Path) -> bool {
+    read(&dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
 }
 
 /// runc's cpu.shares (2…262144) → cpu.weight (1…10000).

@@ -350,3 +350,25 @@ pub fn seccomp_filter_flags_known(flags: u32) -> bool {
     };
     ret == -1 && Errno::last() == Errno::EFAULT
 }
+
+/// The GPU instance and compute instance ids of MIG device `dev` (nvml-wrapper has no safe
+/// getter for them). `None` when this NVML lacks the calls (drivers before R450) or they fail.
+pub fn nvml_mig_instance_ids(
+    lib: &nvml_wrapper_sys::bindings::NvmlLib,
+    dev: &nvml_wrapper::Device<'_>,
+) -> Option<(u32, u32)> {
+    if lib.nvmlDeviceGetGpuInstanceId.is_err() || lib.nvmlDeviceGetComputeInstanceId.is_err() {
+        return None;
+    }
+    let (mut gi, mut ci) = (0u32, 0u32);
+    // SAFETY: both symbols were checked present (the calls would panic otherwise); the handle
+    // comes from a live `Device` of the same library, and the out-pointers are valid u32s.
+    let rc = unsafe {
+        let h = dev.handle();
+        (
+            lib.nvmlDeviceGetGpuInstanceId(h, &mut gi),
+            lib.nvmlDeviceGetComputeInstanceId(h, &mut ci),
+        )
+    };
+    (rc == (0, 0)).then_some((gi, ci))
+}

@@ -16,6 +16,8 @@ use crate::env::Env;
 pub const DRIVER_VERSION: &str = "550.54.15";
 /// The uvm major: any dynamic major (only 195 is fixed), deliberately not 195.
 pub const UVM_MAJOR: u32 = 509;
+/// nvidia-caps (MIG access nodes): another dynamic major.
+pub const CAPS_MAJOR: u32 = 241;
 const LIB_DIR: &str = "usr/lib/x86_64-linux-gnu";
 
 pub struct FakeGpuHost {
@@ -79,8 +81,8 @@ pub fn a100x8_mig() -> Value {
             });
             if i == 0 {
                 g["mig"] = json!([
-                    {"uuid": "MIG-00000000-aaaa-bbbb-cccc-000000000000", "memory_total": 10737418240u64},
-                    {"uuid": "MIG-00000001-aaaa-bbbb-cccc-000000000001", "memory_total": 10737418240u64},
+                    {"uuid": "MIG-00000000-aaaa-bbbb-cccc-000000000000", "memory_total": 10737418240u64, "gi": 1, "ci": 0},
+                    {"uuid": "MIG-00000001-aaaa-bbbb-cccc-000000000001", "memory_total": 10737418240u64, "gi": 2, "ci": 0},
                 ]);
             }
             g
@@ -158,6 +160,28 @@ impl FakeGpuHost {
             let m = g["minor"].as_u64().unwrap() as u32;
             nodes.push((format!("nvidia{m}"), 195, m));
         }
+        // MIG access capabilities: mig-minors beside the (otherwise empty) fake procfs, and the
+        // /dev/nvidia-caps nodes it names.
+        let caps_dir = dir.join("proc-driver/nvidia-caps");
+        std::fs::create_dir_all(&caps_dir).unwrap();
+        std::fs::create_dir_all(dir.join("proc-driver/nvidia")).unwrap();
+        std::fs::create_dir_all(dev.join("nvidia-caps")).unwrap();
+        let mut minors = String::from("config 1\nmonitor 2\n");
+        let mut next = 3;
+        for g in desc["devices"].as_array().unwrap() {
+            for m in g["mig"].as_array().into_iter().flatten() {
+                let (gpu, gi, ci) = (&g["minor"], &m["gi"], &m["ci"]);
+                for key in [
+                    format!("gpu{gpu}/gi{gi}/access"),
+                    format!("gpu{gpu}/gi{gi}/ci{ci}/access"),
+                ] {
+                    minors.push_str(&format!("{key} {next}\n"));
+                    nodes.push((format!("nvidia-caps/nvidia-cap{next}"), CAPS_MAJOR, next));
+                    next += 1;
+                }
+            }
+        }
+        std::fs::write(caps_dir.join("mig-minors"), minors).unwrap();
         for (name, major, minor) in nodes {
             sh(&format!(
                 "mknod -m 666 {}/{name} c {major} {minor}",
@@ -193,10 +217,13 @@ impl FakeGpuHost {
     /// Like [`FakeGpuHost::write_config`], with `extra` lines in `[nvidia]`.
     pub fn write_config_with(&self, nvml: &str, extra: &str) {
         let q = |p: &Path| format!("{:?}", p.display().to_string());
+        // The fake procfs has only MIG's nvidia-caps until `write_procfs`: NVML (the mock)
+        // answers, and a real GPU host's /proc/driver/nvidia never leaks into the fake machine.
+        let procfs = format!("procfs = {}\n", q(&self.dir.join("proc-driver/nvidia")));
         std::fs::write(
             &self.config,
             format!(
-                "[nvidia]\ndriver-root = {}\ndev-root = {}\nnvml-library = {:?}\ncdi-spec-dirs = [{}, {}]\n{extra}",
+                "[nvidia]\ndriver-root = {}\ndev-root = {}\nnvml-library = {:?}\ncdi-spec-dirs = [{}, {}]\n{procfs}{extra}",
                 q(&self.driver_root),
                 q(&self.dev_root),
                 nvml,
@@ -205,6 +232,36 @@ impl FakeGpuHost {
             ),
         )
         .unwrap();
+    }
+
+    /// The kernel driver's view of this machine, as `/proc/driver/nvidia` shows it: `version` and
+    /// `gpus/<bus id>/information` (4-digit PCI domain, as the driver writes it), in the procfs
+    /// the config names.
+    pub fn write_procfs(&self) -> PathBuf {
+        let dir = self.dir.join("proc-driver/nvidia");
+        std::fs::create_dir_all(dir.join("gpus")).unwrap();
+        std::fs::write(
+            dir.join("version"),
+            format!("NVRM version: NVIDIA UNIX x86_64 Kernel Module  {DRIVER_VERSION}  Release Build  (dvs-builder@U16-I3-B03-4-3)\nGCC version:  gcc version 12.2.0\n"),
+        )
+        .unwrap();
+        for g in self.desc["devices"].as_array().unwrap() {
+            let bus = g["pci_bus_id"].as_str().unwrap();
+            let bus = bus[4..].to_lowercase();
+            let d = dir.join("gpus").join(&bus);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(
+                d.join("information"),
+                format!(
+                    "Model: \t\t {}\nIRQ:   \t\t 41\nGPU UUID: \t {}\nVideo BIOS: \t 96.00.a5.00.01\nBus Type: \t PCIe\nBus Location: \t {bus}\nDevice Minor: \t {}\nGPU Excluded:\t No\n",
+                    g["name"].as_str().unwrap(),
+                    g["uuid"].as_str().unwrap(),
+                    g["minor"],
+                ),
+            )
+            .unwrap();
+        }
+        dir
     }
 
     /// Make every runtime call of `env` use this host.

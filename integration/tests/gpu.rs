@@ -377,6 +377,22 @@ fn gpu_mig_devices_by_index_and_uuid() {
         ),
         ["nvidia0", "nvidia5"]
     );
+    // Each MIG device also gets its GPU instance's and compute instance's access nodes (minors
+    // from mig-minors: gpu0/gi1 → 3, gpu0/gi1/ci0 → 4, gpu0/gi2 → 5, gpu0/gi2/ci0 → 6), and
+    // only those.
+    let caps = |sel: &str| {
+        let out = env.sh(
+            "ls /dev/nvidia-caps 2>/dev/null | sort | tr '\\n' ' '",
+            with_env(&[&format!("NVIDIA_VISIBLE_DEVICES={sel}")]),
+        );
+        out.stdout.trim().to_string()
+    };
+    assert_eq!(caps("0:1"), "nvidia-cap5 nvidia-cap6");
+    assert_eq!(
+        caps("MIG-00000000-aaaa-bbbb-cccc-000000000000"),
+        "nvidia-cap3 nvidia-cap4"
+    );
+    assert_eq!(caps("0"), "");
     env.config(with_env(&["NVIDIA_VISIBLE_DEVICES=0:2"]));
     env.run(&env.id())
         .assert_err("GPU 0 has 2 MIG device(s), no 0:2");

@@ -3,8 +3,11 @@
 //! UUID), `all`; the control nodes, driver files and the ld-cache hook as spec-wide edits.
 //! Device nodes carry only their paths: type and numbers are stat'ed when the spec is applied.
 
+use std::collections::HashMap;
+
 use super::spec::{ContainerEdits, Device, DeviceNode, Hook, Mount, Spec};
 use crate::gpu::driver::{self, DriverFiles};
+use crate::gpu::migcaps;
 use crate::gpu::nvml::Machine;
 use crate::gpu::select::Caps;
 use crate::gpu::{Config, GpuError};
@@ -17,7 +20,19 @@ const CAPS: &str = "compute,utility,video,graphics,ngx";
 pub fn generate(cfg: &Config, hook_bin: &str) -> Result<Spec, GpuError> {
     let machine = Machine::discover(&cfg.nvml_library)?;
     let files = driver::discover(cfg, Caps::parse(CAPS)?, &machine.driver_version)?;
-    Ok(build(cfg, &machine, &files, hook_bin))
+    let mut mig_caps = HashMap::new();
+    if machine.gpus.iter().any(|g| !g.mig.is_empty()) {
+        let minors = migcaps::read_minors(&cfg.mig_minors_path())?;
+        for g in &machine.gpus {
+            for m in &g.mig {
+                let (gi, ci) = m.instance.ok_or_else(|| {
+                    GpuError::Nvml(format!("NVML gave no GPU/compute instance of {}", m.uuid))
+                })?;
+                mig_caps.insert(m.uuid.clone(), migcaps::nodes(&minors, g.minor, gi, ci)?);
+            }
+        }
+    }
+    Ok(build(cfg, &machine, &files, hook_bin, &mig_caps))
 }
 
 fn node(cfg: &Config, path: &str) -> DeviceNode {
@@ -29,7 +44,14 @@ fn node(cfg: &Config, path: &str) -> DeviceNode {
     }
 }
 
-pub fn build(cfg: &Config, machine: &Machine, files: &DriverFiles, hook_bin: &str) -> Spec {
+/// `mig_caps`: each MIG device's `/dev/nvidia-caps` nodes, by its UUID.
+pub fn build(
+    cfg: &Config,
+    machine: &Machine,
+    files: &DriverFiles,
+    hook_bin: &str,
+    mig_caps: &HashMap<String, [String; 2]>,
+) -> Spec {
     let gpu_edits = |minor: u32| ContainerEdits {
         device_nodes: vec![node(cfg, &format!("/dev/nvidia{minor}"))],
         ..Default::default()
@@ -44,11 +66,15 @@ pub fn build(cfg: &Config, machine: &Machine, files: &DriverFiles, hook_bin: &st
             });
         }
         for m in &g.mig {
+            let mut edits = gpu_edits(g.minor);
+            for p in mig_caps.get(&m.uuid).into_iter().flatten() {
+                edits.device_nodes.push(node(cfg, p));
+            }
             for name in [format!("{}:{}", g.index, m.index), m.uuid.clone()] {
                 devices.push(Device {
                     name,
                     annotations: None,
-                    container_edits: gpu_edits(g.minor),
+                    container_edits: edits.clone(),
                 });
             }
         }
@@ -78,10 +104,10 @@ pub fn build(cfg: &Config, machine: &Machine, files: &DriverFiles, hook_bin: &st
             common.device_nodes.push(node(cfg, p));
         }
     }
-    for p in files.all() {
+    for (dest, p) in files.binds() {
         common.mounts.push(Mount {
             host_path: cfg.driver_path(p).display().to_string(),
-            container_path: p.clone(),
+            container_path: dest,
             options: vec!["ro".into(), "nosuid".into(), "nodev".into(), "bind".into()],
             typ: None,
         });

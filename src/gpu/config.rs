@@ -31,6 +31,9 @@ pub struct Config {
     pub ldconfig: String,
     /// CDI spec directories, later ones win.
     pub cdi_spec_dirs: Vec<PathBuf>,
+    /// The kernel driver's procfs, read at create instead of initialising NVML when the
+    /// request needs no MIG device and no requirement check; empty: always NVML.
+    pub procfs: PathBuf,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             nvml_library: "libnvidia-ml.so.1".into(),
             ldconfig: "@/sbin/ldconfig".into(),
             cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
+            procfs: "/proc/driver/nvidia".into(),
         }
     }
 }
@@ -69,8 +73,13 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, String> {
         let file: File = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
         let c = file.nvidia;
-        for (key, p) in [("driver-root", &c.driver_root), ("dev-root", &c.dev_root)] {
-            if !p.is_absolute() {
+        for (key, p) in [
+            ("driver-root", &c.driver_root),
+            ("dev-root", &c.dev_root),
+            ("procfs", &c.procfs),
+        ] {
+            let disabled = key == "procfs" && p.as_os_str().is_empty();
+            if !(p.is_absolute() || disabled) {
                 return Err(format!("{key} {} must be an absolute path", p.display()));
             }
         }
@@ -80,6 +89,15 @@ impl Config {
     /// `path` (absolute, as seen on a standard install) under the driver root.
     pub fn driver_path(&self, path: &str) -> PathBuf {
         self.driver_root.join(path.trim_start_matches('/'))
+    }
+
+    /// `/proc/driver/nvidia-caps/mig-minors`, beside the configured procfs.
+    pub fn mig_minors_path(&self) -> PathBuf {
+        let procfs = match self.procfs.as_os_str().is_empty() {
+            true => Path::new("/proc/driver/nvidia"),
+            false => self.procfs.as_path(),
+        };
+        procfs.with_file_name("nvidia-caps").join("mig-minors")
     }
 
     pub fn dev_path(&self, path: &str) -> PathBuf {

@@ -107,8 +107,16 @@ pub struct DriverFiles {
 }
 
 impl DriverFiles {
-    pub fn all(&self) -> impl Iterator<Item = &String> {
-        self.libs.iter().chain(&self.bins).chain(&self.other)
+    /// Every file to bind, as (path in the container, path under the driver root). Programs go
+    /// to `/usr/bin`, on the container's PATH wherever the driver keeps them (as
+    /// libnvidia-container does); libraries keep their directory, which the ld cache lists.
+    pub fn binds(&self) -> impl Iterator<Item = (String, &String)> {
+        let bins = self.bins.iter().map(|p| {
+            let name = Path::new(p).file_name().unwrap_or_default();
+            (format!("/usr/bin/{}", name.to_string_lossy()), p)
+        });
+        let rest = self.libs.iter().chain(&self.other).map(|p| (p.clone(), p));
+        rest.chain(bins)
     }
 
     /// The directories holding the libraries (for the container's ld cache).
@@ -219,20 +227,7 @@ pub fn discover(cfg: &Config, caps: Caps, version: &str) -> Result<DriverFiles, 
             }
         }
     }
-    for (cap, names) in BINS {
-        if !caps.has(cap) {
-            continue;
-        }
-        for name in names {
-            let found = PATH_DIRS
-                .iter()
-                .map(|d| format!("{d}/{name}"))
-                .find(|p| cfg.driver_path(p).is_file());
-            if let Some(p) = found {
-                push(&mut files.bins, p);
-            }
-        }
-    }
+    files.bins = find_bins(cfg, caps, &files.lib_dirs());
     if caps.has("compute") || caps.has("utility") {
         let fw = format!("/lib/firmware/nvidia/{version}");
         for p in std::iter::once(fw.as_str()).chain(IPC) {
@@ -242,6 +237,50 @@ pub fn discover(cfg: &Config, caps: Caps, version: &str) -> Result<DriverFiles, 
         }
     }
     Ok(files)
+}
+
+/// The driver's programs for `caps`: first in a `bin` beside a library directory (layouts like
+/// `/usr/local/nvidia/{bin,lib64}` keep them there), then in the standard PATH. An ELF file wins
+/// over a script found earlier: a distribution's wrapper (`exec /usr/local/nvidia/bin/nvidia-smi`)
+/// would find nothing to run in the container.
+fn find_bins(cfg: &Config, caps: Caps, lib_dirs: &[String]) -> Vec<String> {
+    let beside_libs = lib_dirs.iter().filter_map(|d| {
+        let bin = Path::new(d).parent()?.join("bin").display().to_string();
+        (!PATH_DIRS.contains(&bin.as_str())).then_some(bin)
+    });
+    let dirs: Vec<String> = beside_libs
+        .chain(PATH_DIRS.iter().map(|d| d.to_string()))
+        .collect();
+    let mut bins = Vec::new();
+    for (cap, names) in BINS {
+        if !caps.has(cap) {
+            continue;
+        }
+        for name in names {
+            let candidates: Vec<String> = dirs
+                .iter()
+                .map(|d| format!("{d}/{name}"))
+                .filter(|p| cfg.driver_path(p).is_file())
+                .collect();
+            let found = candidates
+                .iter()
+                .find(|p| is_elf(&cfg.driver_path(p)))
+                .or(candidates.first())
+                .cloned();
+            if let Some(p) = found.filter(|p| !bins.contains(p)) {
+                bins.push(p);
+            }
+        }
+    }
+    bins
+}
+
+fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == *b"\x7fELF")
 }
 
 /// Developer symlinks the loader does not make (`libcuda.so` → `libcuda.so.1`): (link, target).
@@ -277,43 +316,5 @@ pub fn dev_symlinks(files: &DriverFiles) -> Vec<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn symlinks_stay_in_the_driver_root() {
-        let t = tempfile::tempdir().unwrap();
-        let lib = t.path().join("usr/lib");
-        std::fs::create_dir_all(&lib).unwrap();
-        std::fs::write(lib.join("libcuda.so.550.54.15"), "").unwrap();
-        std::os::unix::fs::symlink("libcuda.so.550.54.15", lib.join("libcuda.so.1")).unwrap();
-        std::os::unix::fs::symlink("/usr/lib/libcuda.so.1", lib.join("abs")).unwrap();
-        std::os::unix::fs::symlink("../../../../../etc/passwd", lib.join("escape")).unwrap();
-        let cfg = Config {
-            driver_root: t.path().into(),
-            ..Config::default()
-        };
-        assert_eq!(
-            resolve_in_driver_root(&cfg, "/usr/lib/libcuda.so.1").unwrap(),
-            "/usr/lib/libcuda.so.550.54.15"
-        );
-        assert_eq!(
-            resolve_in_driver_root(&cfg, "/usr/lib/abs").unwrap(),
-            "/usr/lib/libcuda.so.550.54.15"
-        );
-        // `..` past the driver root ends at its top, where there is no etc/passwd.
-        assert_eq!(resolve_in_driver_root(&cfg, "/usr/lib/escape"), None);
-        let files = DriverFiles {
-            libs: vec!["/usr/lib/libcuda.so.550.54.15".into()],
-            ..Default::default()
-        };
-        assert_eq!(
-            dev_symlinks(&files),
-            [(
-                "/usr/lib/libcuda.so".to_string(),
-                "libcuda.so.1".to_string()
-            )]
-        );
-        assert_eq!(files.lib_dirs(), ["/usr/lib"]);
-    }
-}
+#[path = "driver_tests.rs"]
+mod tests;

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::config::Config;
 use super::driver::DriverFiles;
+use super::migcaps;
 use super::nvml::{Machine, Selected};
 use super::select::Caps;
 use super::GpuError;
@@ -62,7 +63,8 @@ pub fn stat_node(cfg: &Config, path: &str) -> Result<Option<Node>, GpuError> {
 }
 
 /// The nodes for `selected` with `caps`: the control node, uvm for compute, modeset for display,
-/// and each selected GPU's node by its minor number (a MIG device needs its parent's).
+/// and each selected GPU's node by its minor number (a MIG device needs its parent's and its two
+/// `/dev/nvidia-caps` access nodes).
 pub fn nodes(
     cfg: &Config,
     machine: &Machine,
@@ -77,10 +79,25 @@ pub fn nodes(
     if caps.has("display") {
         wanted.push(("/dev/nvidia-modeset".into(), false));
     }
+    let mut mig_minors = None;
     for s in selected {
-        let p = format!("/dev/nvidia{}", machine.gpus[s.gpu].minor);
-        if !wanted.iter().any(|(w, _)| *w == p) {
-            wanted.push((p, true));
+        let gpu = &machine.gpus[s.gpu];
+        let mut paths = vec![format!("/dev/nvidia{}", gpu.minor)];
+        if let Some(j) = s.mig {
+            let m = &gpu.mig[j];
+            let (gi, ci) = m.instance.ok_or_else(|| {
+                GpuError::Nvml(format!("NVML gave no GPU/compute instance of {}", m.uuid))
+            })?;
+            if mig_minors.is_none() {
+                mig_minors = Some(migcaps::read_minors(&cfg.mig_minors_path())?);
+            }
+            let minors = mig_minors.as_ref().expect("read above");
+            paths.extend(migcaps::nodes(minors, gpu.minor, gi, ci)?);
+        }
+        for p in paths {
+            if !wanted.iter().any(|(w, _)| *w == p) {
+                wanted.push((p, true));
+            }
         }
     }
     let mut out = Vec::new();
@@ -110,9 +127,9 @@ pub fn apply(
 ) -> Result<(), GpuError> {
     add_devices(spec, nodes)?;
     let mut mounts: Vec<Mount> = Vec::new();
-    for p in files.all() {
+    for (dest, p) in files.binds() {
         mounts.push(mount(json!({
-            "destination": p,
+            "destination": dest,
             "type": "bind",
             "source": cfg.driver_path(p),
             "options": ["ro", "nosuid", "nodev", "bind"],

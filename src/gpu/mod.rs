@@ -2,7 +2,8 @@
 //! toolkit, done inside gpurun.
 //!
 //! [`prepare`] runs at create, before the cgroup exists: it reads the request (process.env or
-//! CDI annotations), discovers the GPUs through NVML and edits the spec (device nodes, device
+//! CDI annotations), discovers the GPUs (the driver's procfs when that suffices, else NVML:
+//! [`procfs`]) and edits the spec (device nodes, device
 //! rules, driver mounts), so the ordinary create path does the work. What can only be done in
 //! the container's root once it is mounted — developer symlinks, the ld cache, the driver's
 //! `params` file — is [`RootEdits`], run by the init before pivot_root ([`ldcache`]).
@@ -15,7 +16,9 @@ pub mod hook;
 pub mod ldcache;
 pub mod ldsocache;
 pub mod ldsocache_write;
+pub mod migcaps;
 pub mod nvml;
+pub mod procfs;
 pub mod require;
 pub mod select;
 
@@ -69,7 +72,14 @@ pub fn prepare(spec: &mut Spec) -> Result<Option<RootEdits>, GpuError> {
         return Ok(None);
     }
     let caps = select::capabilities(&env)?;
-    let machine = nvml::Machine::discover(&cfg.nvml_library)?;
+    let machine = match procfs::needs_nvml(&visible, require::needed(&env)) {
+        false => procfs::discover(&cfg.procfs),
+        true => None,
+    };
+    let machine = match machine {
+        Some(m) => m,
+        None => nvml::Machine::discover(&cfg.nvml_library)?,
+    };
     let selected = machine.select(&visible)?;
     let gpus: Vec<usize> = selected.iter().map(|s| s.gpu).collect();
     require::check(&env, &machine, &gpus)?;

@@ -34,6 +34,8 @@ pub struct MigDevice {
     pub index: u32,
     pub uuid: String,
     pub memory_total: u64,
+    /// GPU instance and compute instance ids (for its `/dev/nvidia-caps` nodes).
+    pub instance: Option<(u32, u32)>,
 }
 
 /// A selected device: a whole GPU, or MIG device `mig` of GPU `gpu`.
@@ -82,6 +84,7 @@ impl Machine {
                         index: j,
                         uuid: m.uuid().map_err(nv("MIG UUID"))?,
                         memory_total: m.memory_info().map(|i| i.total).unwrap_or(0),
+                        instance: crate::sys::nvml_mig_instance_ids(nvml.lib(), &m),
                     });
                 }
             }
@@ -213,6 +216,7 @@ pub(crate) mod tests {
             index: j,
             uuid: format!("MIG-1{j}000000-aaaa-bbbb-cccc-dddddddddddd"),
             memory_total: 10 << 30,
+            instance: Some((j + 1, 0)),
         };
         Machine {
             driver_version: "550.54.15".into(),

@@ -25,6 +25,21 @@ pub struct Facts<'a> {
     pub gpu: Option<(String, String)>,
 }
 
+/// Will [`check`] evaluate anything (so that it needs NVML's facts)?
+pub fn needed(env: &[String]) -> bool {
+    let disabled =
+        env_get(env, "NVIDIA_DISABLE_REQUIRE").is_some_and(|v| !v.is_empty() && v != "false");
+    !disabled
+        && (is_legacy(env)
+            || env
+                .iter()
+                .filter_map(|kv| kv.strip_prefix("NVIDIA_REQUIRE_"))
+                .any(|kv| {
+                    kv.split_once('=')
+                        .is_some_and(|(_, v)| !v.trim().is_empty())
+                }))
+}
+
 /// Every requirement in `env`, checked for each selected GPU of `machine`.
 pub fn check(env: &[String], machine: &Machine, selected: &[usize]) -> Result<(), GpuError> {
     if env_get(env, "NVIDIA_DISABLE_REQUIRE").is_some_and(|v| !v.is_empty() && v != "false") {
@@ -163,6 +178,22 @@ mod tests {
             driver: "550.54.15",
             gpu: Some(("8.0".into(), "tesla".into())),
         }
+    }
+
+    #[test]
+    fn when_requirements_apply() {
+        let e = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!needed(&e(&[
+            "NVIDIA_VISIBLE_DEVICES=all",
+            "NVIDIA_REQUIRE_CUDA="
+        ])));
+        assert!(needed(&e(&["NVIDIA_REQUIRE_ARCH=arch=9.0"])));
+        assert!(!needed(&e(&[
+            "NVIDIA_REQUIRE_CUDA=cuda>=12",
+            "NVIDIA_DISABLE_REQUIRE=1"
+        ])));
+        // A legacy image (CUDA_VERSION, no NVIDIA_REQUIRE_CUDA) implies cuda>=CUDA_VERSION.
+        assert!(needed(&e(&["CUDA_VERSION=11.0"])));
     }
 
     #[test]

@@ -50,6 +50,9 @@ struct Gpu {
 struct Mig {
     uuid: String,
     memory_total: u64,
+    /// GPU instance and compute instance ids.
+    gi: u32,
+    ci: u32,
 }
 
 const SUCCESS: c_int = 0;
@@ -222,6 +225,22 @@ pub extern "C" fn nvmlDeviceGetUUID(h: *mut c_void, buf: *mut c_char, len: c_uin
     ret(decode(h).and_then(|(handle, gpu)| match handle {
         Handle::Gpu(_) => put_str(&gpu.uuid, buf, len),
         Handle::Mig(_, j) => put_str(&gpu.mig[j].uuid, buf, len),
+    }))
+}
+
+#[no_mangle]
+pub extern "C" fn nvmlDeviceGetGpuInstanceId(h: *mut c_void, out: *mut c_uint) -> c_int {
+    ret(decode(h).and_then(|(handle, gpu)| match handle {
+        Handle::Mig(_, j) => put(out, gpu.mig[j].gi),
+        Handle::Gpu(_) => Err(INVALID_ARGUMENT),
+    }))
+}
+
+#[no_mangle]
+pub extern "C" fn nvmlDeviceGetComputeInstanceId(h: *mut c_void, out: *mut c_uint) -> c_int {
+    ret(decode(h).and_then(|(handle, gpu)| match handle {
+        Handle::Mig(_, j) => put(out, gpu.mig[j].ci),
+        Handle::Gpu(_) => Err(INVALID_ARGUMENT),
     }))
 }
 

@@ -61,7 +61,9 @@ impl Builder {
                 (root, id, false)
             }
         };
-        let ig = ignore.then_some(&self.ignore);
+        // shared, so the builder stays free to record the step's result
+        let rules = std::rc::Rc::clone(&self.ignore);
+        let ig = ignore.then_some(&*rules);
         let sroot = SourceRoot {
             root: &src_root,
             ignore: ig,
@@ -105,13 +107,9 @@ impl Builder {
             )
             .as_bytes(),
         );
-        if let Some(hit) = self.cache.get(&key) {
-            self.progress(&step.text, true);
-            self.last_cached = true;
-            stage.push(&key, hit, &step.text, false);
+        if self.reuse_or_announce(stage, &key, step) {
             return Ok(());
         }
-        self.progress(&step.text, false);
         let rootfs = stage.rootfs(&self.store)?;
         let ids = match &chown {
             Some(c) => {
@@ -132,9 +130,7 @@ impl Builder {
             copy_inline(&rootfs, name, body, &dest_s, &drel, n, &opts)?;
         }
         let l = layer::diff(&self.store, &rootfs, &before)?;
-        self.cache.put(&key, l.as_ref())?;
-        stage.push(&key, l, &step.text, true);
-        Ok(())
+        self.record(stage, &key, l, step)
     }
 
     /// `--from=stage|index|image`: that rootfs (materialised) and an id for the cache key.

@@ -2,6 +2,7 @@
 //! gpurun (or any runc-compatible runtime). See README.md, "Building images".
 #![forbid(unsafe_code)]
 
+mod archive;
 mod base;
 mod build;
 mod cache;

@@ -12,7 +12,6 @@ use crate::stage::Stage;
 use crate::store::sha256_hex;
 use crate::user::resolve_user;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 impl Builder {
     pub(crate) fn progress(&self, text: &str, cached: bool) {
@@ -21,6 +20,32 @@ impl Builder {
         let more = if short.len() < text.len() { " …" } else { "" };
         let tag = if cached { "CACHED " } else { "" };
         println!("[{}/{}] {tag}{short}{more}", self.step_no, self.step_total);
+    }
+
+    /// RUN/COPY: on a cache hit, take the cached result (printed as CACHED) and return true;
+    /// else print the step, which the caller then executes.
+    pub(crate) fn reuse_or_announce(&mut self, stage: &mut Stage, key: &str, step: &Step) -> bool {
+        if let Some(hit) = self.cache.get(key) {
+            self.progress(&step.text, true);
+            self.last_cached = true;
+            stage.push(key, hit, &step.text, false);
+            return true;
+        }
+        self.progress(&step.text, false);
+        false
+    }
+
+    /// An executed step's layer (None: it changed no file): into the cache and the stage.
+    pub(crate) fn record(
+        &mut self,
+        stage: &mut Stage,
+        key: &str,
+        layer: Option<layer::Layer>,
+        step: &Step,
+    ) -> Result<()> {
+        self.cache.put(key, layer.as_ref())?;
+        stage.push(key, layer, &step.text, true);
+        Ok(())
     }
 
     pub fn step(&mut self, stage: &mut Stage, step: &Step) -> Result<()> {
@@ -161,13 +186,9 @@ impl Builder {
             )
             .as_bytes(),
         );
-        if let Some(hit) = self.cache.get(&key) {
-            self.progress(&step.text, true);
-            self.last_cached = true;
-            stage.push(&key, hit, &step.text, false);
+        if self.reuse_or_announce(stage, &key, step) {
             return Ok(());
         }
-        self.progress(&step.text, false);
         let rootfs = stage.rootfs(&self.store)?;
         let ids =
             resolve_user(&rootfs, &user).map_err(|m| at(line, format!("USER {user}: {m}")))?;
@@ -184,7 +205,6 @@ impl Builder {
             devices,
         };
         let state_root = self.store.root.join("run");
-        let t = Instant::now();
         let code = run(&self.opts.runtime, &state_root, &stage.work, &id, &rs)?;
         if code != 0 {
             return Err(Error::RunFailed {
@@ -193,11 +213,8 @@ impl Builder {
                 cmd: step.text.clone(),
             });
         }
-        let _ = t;
         let l = layer::diff(&self.store, &rootfs, &before)?;
-        self.cache.put(&key, l.as_ref())?;
-        stage.push(&key, l, &step.text, true);
-        Ok(())
+        self.record(stage, &key, l, step)
     }
 
     /// `type=cache,target=/root/.cache[,id=NAME]` → a persistent dir in the store.

@@ -156,5 +156,10 @@ fn put(host: &Path, target: &Path, opts: &CopyOpts) -> Result<()> {
     chown(
         target,
         opts.chown.as_ref().map_or((0, 0), |i| (i.uid, i.gid)),
-    )
+    )?;
+    if ft.is_symlink() {
+        return Ok(());
+    }
+    // after chown, which clears a file capability (COPY --from keeps setcap's work)
+    crate::xattrs::copy(host, target)
 }

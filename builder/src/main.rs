@@ -24,6 +24,7 @@ mod steps;
 mod store;
 mod unpack;
 mod user;
+mod xattrs;
 
 use clap::Parser;
 use error::{Error, Result};

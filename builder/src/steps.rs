@@ -6,6 +6,7 @@ use crate::build::Builder;
 use crate::dockerfile::{CmdForm, Kind, Step};
 use crate::error::{at, Error, Result};
 use crate::expand;
+use crate::heredoc::Heredoc;
 use crate::layer;
 use crate::run::{run, RunStep};
 use crate::stage::Stage;
@@ -135,7 +136,7 @@ impl Builder {
         let Kind::Run {
             flags,
             cmd,
-            heredoc,
+            heredocs,
         } = &step.kind
         else {
             unreachable!()
@@ -163,24 +164,12 @@ impl Builder {
                 _ => return Err(at(line, format!("RUN --{k} is not supported"))),
             }
         }
-        let args = match (cmd, heredoc) {
-            (CmdForm::Shell(c), Some((body, _))) => {
-                let c = c.trim();
-                let script = if heredoc_only(c) {
-                    body.clone()
-                } else {
-                    format!("{c}\n{body}{}\n", heredoc_delim(c))
-                };
-                [stage.shell.clone(), vec![script]].concat()
-            }
-            (CmdForm::Shell(c), None) => [stage.shell.clone(), vec![c.clone()]].concat(),
-            (CmdForm::Exec(v), _) => v.clone(),
-        };
+        let (args, script) = run_args(cmd, heredocs, &stage.shell);
         let env = stage.run_env();
         let user = stage.config.config.user.clone();
         let key = sha256_hex(
             format!(
-                "{}\nRUN\n{args:?}\n{env:?}\nuser={user}\ncwd={}\nnet={network_none}\ndev={devices:?}\nmounts={mounts:?}",
+                "{}\nRUN\n{args:?}\n{env:?}\nuser={user}\ncwd={}\nnet={network_none}\ndev={devices:?}\nmounts={mounts:?}\nscript={script:?}",
                 stage.chain,
                 stage.workdir()
             )
@@ -195,6 +184,10 @@ impl Builder {
         let before = layer::snapshot(&rootfs)?;
         let id = self.unique("run");
         let env = crate::user::with_home(env, &rootfs, ids.uid);
+        let pipes = match &script {
+            Some((name, body)) => Some(self.pipes_dir(name, body)?),
+            None => None,
+        };
         let rs = RunStep {
             args,
             env,
@@ -203,9 +196,14 @@ impl Builder {
             network_none,
             cache_mounts: mounts,
             devices,
+            pipes: pipes.clone(),
         };
         let state_root = self.store.root.join("run");
-        let code = run(&self.opts.runtime, &state_root, &stage.work, &id, &rs)?;
+        let code = run(&self.opts.runtime, &state_root, &stage.work, &id, &rs);
+        if let Some(p) = &pipes {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        let code = code?;
         if code != 0 {
             return Err(Error::RunFailed {
                 line,
@@ -215,6 +213,18 @@ impl Builder {
         }
         let l = layer::diff(&self.store, &rootfs, &before)?;
         self.record(stage, &key, l, step)
+    }
+
+    /// A dir holding a heredoc script (mode 0755), bind-mounted read-only at /dev/pipes.
+    fn pipes_dir(&self, name: &str, body: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.store.tmp("pipes");
+        std::fs::create_dir_all(&dir).map_err(crate::error::io(&dir))?;
+        let f = dir.join(name);
+        std::fs::write(&f, body).map_err(crate::error::io(&f))?;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755))
+            .map_err(crate::error::io(&f))?;
+        Ok(dir)
     }
 
     /// `type=cache,target=/root/.cache[,id=NAME]` → a persistent dir in the store.
@@ -241,15 +251,47 @@ impl Builder {
     }
 }
 
-fn heredoc_only(c: &str) -> bool {
-    c.starts_with("<<") && !c.contains(char::is_whitespace)
-}
-
-fn heredoc_delim(c: &str) -> String {
-    let i = c.find("<<").map_or(0, |i| i + 2);
-    let rest = c[i..].trim_start_matches('-');
-    let word: String = rest.chars().take_while(|ch| !ch.is_whitespace()).collect();
-    word.trim_matches(|ch| ch == '"' || ch == '\'').to_string()
+/// RUN's process args, as BuildKit builds them: a command that is one heredoc runs its body
+/// in the shell, or, when the body starts with `#!`, as a script file (returned as (name,
+/// body), mounted at /dev/pipes/NAME); otherwise the command and every heredoc (body and
+/// terminator) go to the shell as one script.
+fn run_args(
+    cmd: &CmdForm,
+    heredocs: &[Heredoc],
+    shell: &[String],
+) -> (Vec<String>, Option<(String, String)>) {
+    let c = match cmd {
+        CmdForm::Exec(v) => return (v.clone(), None),
+        CmdForm::Shell(c) => c.trim(),
+    };
+    let sh = |script: String| [shell.to_vec(), vec![script]].concat();
+    match heredocs {
+        [] => (sh(c.to_string()), None),
+        [one] if c.starts_with("<<") && !c.contains(char::is_whitespace) => {
+            let body = one.content();
+            if body.starts_with("#!") {
+                // the delimiter names the file; one that is not a plain name gets a fixed one
+                let plain = !one.name.contains('/') && one.name != "." && one.name != "..";
+                let name = if plain {
+                    one.name.clone()
+                } else {
+                    "script".into()
+                };
+                (vec![format!("/dev/pipes/{name}")], Some((name, body)))
+            } else {
+                (sh(body), None)
+            }
+        }
+        docs => {
+            let mut full = c.to_string();
+            for d in docs {
+                full.push('\n');
+                full.push_str(&d.body);
+                full.push_str(&d.name);
+            }
+            (sh(full), None)
+        }
+    }
 }
 
 /// CMD/ENTRYPOINT: exec form as written; shell form wrapped in SHELL (Docker's rule).

@@ -51,7 +51,13 @@ fn is_tar_header(b: &[u8]) -> bool {
     let sum: u32 = b[..512]
         .iter()
         .enumerate()
-        .map(|(i, &x)| if (148..156).contains(&i) { 32 } else { x as u32 })
+        .map(|(i, &x)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                x as u32
+            }
+        })
         .sum();
     sum == want && b[0] != 0
 }
@@ -124,7 +130,13 @@ mod tests {
         let sum: u32 = v7[..512]
             .iter()
             .enumerate()
-            .map(|(i, &x)| if (148..156).contains(&i) { 32 } else { x as u32 })
+            .map(|(i, &x)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    x as u32
+                }
+            })
             .sum();
         v7[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         assert!(is_tar_header(&v7));

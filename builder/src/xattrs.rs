@@ -75,11 +75,7 @@ pub fn from_entry<R: std::io::Read>(entry: &mut tar::Entry<'_, R>) -> std::io::R
     if let Some(exts) = entry.pax_extensions()? {
         for ext in exts {
             let ext = ext?;
-            if let Some(name) = ext
-                .key()
-                .ok()
-                .and_then(|k| k.strip_prefix("SCHILY.xattr."))
-            {
+            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
                 out.push((name.to_string(), ext.value_bytes().to_vec()));
             }
         }
@@ -104,7 +100,10 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         let mut x = tar::Header::new_ustar();
         let body = pax_records(&[
-            ("security.capability".into(), vec![1, 0, 0, 2, 0, 0x20, 0, 0]),
+            (
+                "security.capability".into(),
+                vec![1, 0, 0, 2, 0, 0x20, 0, 0],
+            ),
             ("user.k".into(), b"v".to_vec()),
         ]);
         x.set_entry_type(tar::EntryType::XHeader);

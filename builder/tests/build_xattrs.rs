@@ -35,7 +35,12 @@ fn base_with_setcap(env: &Env) -> Option<PathBuf> {
     for f in &files {
         let dst = base.join(f.trim_start_matches('/'));
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        let st = Command::new("cp").arg("-L").arg(f).arg(&dst).status().unwrap();
+        let st = Command::new("cp")
+            .arg("-L")
+            .arg(f)
+            .arg(&dst)
+            .status()
+            .unwrap();
         assert!(st.success(), "copying {f}");
     }
     let dst = base.join("usr/sbin/setcap");
@@ -102,7 +107,12 @@ fn setcap_in_run_survives_into_image_and_bundle() {
         .lines()
         .map(|l| l.trim_start_matches("CapEff:").trim())
         .collect();
-    assert_eq!(eff, ["0000000000000000", "0000000000002000"], "{}", run.stdout);
+    assert_eq!(
+        eff,
+        ["0000000000000000", "0000000000002000"],
+        "{}",
+        run.stdout
+    );
 
     // The image's top layer carries the PAX record; umoci (another reader) restores it.
     let layers = layer_entries(&layout, "1");
@@ -130,7 +140,10 @@ fn setcap_in_run_survives_into_image_and_bundle() {
     }
     // A rebuild from the cache keeps it too (the bundle's rootfs is extracted again).
     std::fs::remove_dir_all(&out).unwrap();
-    let b = build(&cache, &["--bundle", out.to_str().unwrap(), ctx.to_str().unwrap()]);
+    let b = build(
+        &cache,
+        &["--bundle", out.to_str().unwrap(), ctx.to_str().unwrap()],
+    );
     b.ok();
     assert_eq!(b.executed(), 0, "{}", b.stdout);
     assert!(getcap(&capped).contains("cap_net_raw=ep"));

@@ -16,6 +16,8 @@ pub struct CopyOpts {
     pub chmod: Option<u32>,
     /// ADD: unpack local tar archives.
     pub extract: bool,
+    /// How many sources the instruction has (several: the destination is a directory).
+    pub sources: usize,
 }
 
 /// Destination path relative to the rootfs (relative `dest` is under `workdir`).
@@ -54,8 +56,8 @@ pub fn copy_sources(
     dest_rel: &Path,
     opts: &CopyOpts,
 ) -> Result<()> {
-    let into_dir =
-        dest_is_dir(rootfs, dest, dest_rel, sels.len()) || sels.iter().any(|s| s.host.is_dir());
+    let into_dir = dest_is_dir(rootfs, dest, dest_rel, sels.len().max(opts.sources))
+        || sels.iter().any(|s| s.host.is_dir());
     for sel in sels {
         let md = std::fs::symlink_metadata(&sel.host).map_err(io(&sel.host))?;
         if md.is_dir() {

@@ -12,6 +12,7 @@ mod copy_step;
 mod dockerfile;
 mod error;
 mod expand;
+mod fetch;
 mod heredoc;
 mod ignore;
 mod layer;

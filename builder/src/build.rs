@@ -15,6 +15,7 @@ use std::time::Instant;
 
 pub struct Opts {
     pub context: PathBuf,
+    pub dockerfile: PathBuf,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
@@ -51,7 +52,7 @@ impl Builder {
     pub fn new(opts: Opts) -> Result<Builder> {
         let store = Store::open(&opts.store_root)?;
         let cache = Cache::new(&store, !opts.no_cache);
-        let ignore = std::rc::Rc::new(Ignore::load(&opts.context)?);
+        let ignore = std::rc::Rc::new(Ignore::load(&opts.context, &opts.dockerfile)?);
         Ok(Builder {
             store,
             cache,

@@ -167,6 +167,7 @@ fn real_main(cli: Cli) -> Result<()> {
     let df = dockerfile::parse_file(&dockerfile)?;
     let opts = build::Opts {
         context,
+        dockerfile: absolute(&dockerfile)?,
         build_args,
         target: cli.target.clone(),
         no_cache: cli.no_cache,

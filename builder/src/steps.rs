@@ -120,9 +120,17 @@ impl Builder {
             Kind::Shell(sh) => stage.shell = sh.clone(),
             Kind::Annotation(key) => {
                 eprintln!("warning: line {line}: {} is kept as an annotation only: the OCI image config has no field for it", key.to_uppercase());
-                stage
+                let slot = stage
                     .annotations
-                    .insert(format!("org.gpurun.build.{key}"), step.text.clone());
+                    .entry(format!("org.gpurun.build.{key}"))
+                    .or_default();
+                // the last HEALTHCHECK wins; every ONBUILD trigger is kept, in order
+                if *key == "onbuild" && !slot.is_empty() {
+                    slot.push('\n');
+                } else {
+                    slot.clear();
+                }
+                slot.push_str(&step.text);
             }
             Kind::From { .. } | Kind::Run { .. } | Kind::Copy { .. } => {
                 unreachable!("handled above")

@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// A downloaded file: where it is (named as it will be in the image) and its mtime.
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
 pub struct Fetched {
     pub path: PathBuf,
     pub modified: Option<SystemTime>,
 }
 
 /// The file name ADD gives a download: the URL path's last segment (BuildKit's rule).
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
 pub fn file_name(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let path = rest
@@ -27,6 +29,7 @@ pub fn file_name(url: &str) -> String {
 }
 
 /// An HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`, the form RFC 9110 requires) → time.
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
 pub fn http_date(s: &str) -> Option<SystemTime> {
     let f: Vec<&str> = s.split_whitespace().collect();
     if f.len() != 6 || f[5] != "GMT" {

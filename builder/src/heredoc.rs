@@ -61,61 +61,55 @@ fn escape_char(text: &str) -> char {
     '\\'
 }
 
-/// Heredoc markers (`<<NAME`, `<<-NAME`, `<<"NAME"`) outside quotes in `text[from..to]`.
+/// Heredoc markers in `text[from..to]`. As BuildKit decides: the line is split into shell
+/// words (quotes and the escape character respected) and a heredoc is a whole word
+/// `[N]<<[-]NAME` whose NAME has no `<`: so `$((1<<4))`, `cat<<X` and `<<<here` are not.
 fn markers(text: &str, from: usize, to: usize, escape: char) -> Vec<Marker> {
     let b = text.as_bytes();
     let mut out = Vec::new();
-    let mut quote: Option<u8> = None;
     let mut i = from;
     while i < to {
-        let c = b[i];
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c as char == escape => i += 1,
-            None if c == b'"' || c == b'\'' => quote = Some(c),
-            // a here-string (`<<<word`) is not a heredoc
-            None if b[i..to].starts_with(b"<<<") => i += 2,
-            None if b[i..to].starts_with(b"<<") => {
-                let mut j = i + 2;
-                let strip_tabs = b.get(j) == Some(&b'-');
-                j += usize::from(strip_tabs);
-                let (name, end) = delimiter(text, j, to);
-                if !name.is_empty() {
-                    out.push(Marker {
-                        at: i,
-                        name,
-                        strip_tabs,
-                    });
-                    i = end;
-                    continue;
-                }
-                i += 1;
-            }
-            None => {}
+        while i < to && b[i].is_ascii_whitespace() {
+            i += 1;
         }
-        i += 1;
+        let start = i;
+        let mut quote: Option<u8> = None;
+        while i < to {
+            let c = b[i];
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c as char == escape => i += 1,
+                None if c == b'"' || c == b'\'' => quote = Some(c),
+                None if c.is_ascii_whitespace() => break,
+                None => {}
+            }
+            i += 1;
+        }
+        if let Some(m) = heredoc_word(&text[start..i.min(to)], start) {
+            out.push(m);
+        }
     }
     out
 }
 
-/// The delimiter word at `text[j..]`, quotes removed; and the offset after it.
-fn delimiter(text: &str, mut j: usize, to: usize) -> (String, usize) {
-    let b = text.as_bytes();
-    let mut name = String::new();
-    let mut quote: Option<u8> = None;
-    while j < to {
-        let c = b[j];
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => name.push(c as char),
-            None if c == b'"' || c == b'\'' => quote = Some(c),
-            None if c.is_ascii_whitespace() || b";|&()<>".contains(&c) => break,
-            None => name.push(c as char),
-        }
-        j += 1;
+/// A word `[N]<<[-]NAME` (NAME possibly quoted) at offset `at` → its marker.
+fn heredoc_word(word: &str, at: usize) -> Option<Marker> {
+    let digits = word.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = word[digits..].strip_prefix("<<")?;
+    let (strip_tabs, rest) = match rest.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    if rest.contains('<') {
+        return None;
     }
-    (name, j)
+    let name: String = rest.chars().filter(|&c| c != '"' && c != '\'').collect();
+    (!name.is_empty()).then_some(Marker {
+        at: at + digits,
+        name,
+        strip_tabs,
+    })
 }
 
 /// Take RUN heredoc bodies out of `text` (see the module doc).
@@ -229,7 +223,7 @@ mod tests {
                   COPY <<C /c\n\
                   RUN not-an-instruction <<D\n\
                   C\n\
-                  RUN echo '<<no' \"<<nope\" x<<<here\n\
+                  RUN echo '<<no' \"<<nope\" x<<<here $((1<<4)) cat<<X\n\
                   RUN sh <<E\n\
                   e\n\
                   E\n";
@@ -258,7 +252,11 @@ mod tests {
                 .contains("COPY <<C /c\nRUN not-an-instruction <<D\nC\n"),
             "COPY heredocs are left to the parser"
         );
-        assert_eq!(m.runs.len(), 2, "quoted << and <<< are not heredocs");
+        assert_eq!(
+            m.runs.len(),
+            2,
+            "quoted <<, <<<, $((1<<4)), cat<<X are not heredocs"
+        );
         let last = df.rfind("RUN sh").unwrap();
         assert_eq!(m.runs[&last][0].body, "e\n");
         // the masked text parses, line numbers unchanged

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 pub struct Opts {
     pub context: PathBuf,
+    pub dockerfile: PathBuf,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
@@ -27,7 +28,7 @@ pub struct Builder {
     pub opts: Opts,
     pub store: Store,
     pub cache: Cache,
-    pub ignore: Ignore,
+    pub ignore: std::rc::Rc<Ignore>,
     pub escape: char,
     /// Global ARGs (before the first FROM) with build-arg overrides, plus the platform ARGs.
     pub globals: Vars,
@@ -51,7 +52,7 @@ impl Builder {
     pub fn new(opts: Opts) -> Result<Builder> {
         let store = Store::open(&opts.store_root)?;
         let cache = Cache::new(&store, !opts.no_cache);
-        let ignore = Ignore::load(&opts.context)?;
+        let ignore = std::rc::Rc::new(Ignore::load(&opts.context, &opts.dockerfile)?);
         Ok(Builder {
             store,
             cache,

@@ -1,13 +1,13 @@
 //! Executing COPY/ADD into a rootfs: Docker's destination rules (a trailing `/`, several
 //! sources or an existing directory make the destination a directory; a source directory's
 //! contents are copied, not the directory itself), `--chown`, `--chmod`, ADD's extraction of
-//! local tar archives, and heredoc sources.
+//! local tar archives (archive.rs), and heredoc sources.
 
+use crate::archive::{decompress, tar_archive};
 use crate::context::{Selected, SourceRoot};
 use crate::error::{io, Error, Result};
 use crate::unpack::{apply_tar, clean, resolve};
 use crate::user::Ids;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -16,6 +16,8 @@ pub struct CopyOpts {
     pub chmod: Option<u32>,
     /// ADD: unpack local tar archives.
     pub extract: bool,
+    /// How many sources the instruction has (several: the destination is a directory).
+    pub sources: usize,
 }
 
 /// Destination path relative to the rootfs (relative `dest` is under `workdir`).
@@ -54,8 +56,8 @@ pub fn copy_sources(
     dest_rel: &Path,
     opts: &CopyOpts,
 ) -> Result<()> {
-    let into_dir =
-        dest_is_dir(rootfs, dest, dest_rel, sels.len()) || sels.iter().any(|s| s.host.is_dir());
+    let into_dir = dest_is_dir(rootfs, dest, dest_rel, sels.len().max(opts.sources))
+        || sels.iter().any(|s| s.host.is_dir());
     for sel in sels {
         let md = std::fs::symlink_metadata(&sel.host).map_err(io(&sel.host))?;
         if md.is_dir() {
@@ -74,16 +76,12 @@ pub fn copy_sources(
         } else {
             dest_rel.to_path_buf()
         };
-        if opts.extract && md.is_file() && is_tar(&sel.host) {
+        let archive = opts.extract && md.is_file();
+        if let Some(c) = archive.then(|| tar_archive(&sel.host)).flatten() {
             let dir = resolve(rootfs, &dest_rel.join("x"))?.with_file_name("");
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             let f = std::fs::File::open(&sel.host).map_err(io(&sel.host))?;
-            let reader: Box<dyn Read> = if gz(&sel.host) {
-                Box::new(flate2::read::GzDecoder::new(f))
-            } else {
-                Box::new(f)
-            };
-            apply_tar(reader, &dir)?;
+            apply_tar(decompress(std::io::BufReader::new(f), c), &dir)?;
             continue;
         }
         put(&sel.host, &resolve(rootfs, &target_rel)?, opts)?;
@@ -160,32 +158,10 @@ fn put(host: &Path, target: &Path, opts: &CopyOpts) -> Result<()> {
     chown(
         target,
         opts.chown.as_ref().map_or((0, 0), |i| (i.uid, i.gid)),
-    )
-}
-
-fn head(p: &Path, n: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; n];
-    let got = std::fs::File::open(p)
-        .and_then(|mut f| f.read(&mut buf))
-        .unwrap_or(0);
-    buf.truncate(got);
-    buf
-}
-
-fn gz(p: &Path) -> bool {
-    head(p, 2) == [0x1f, 0x8b]
-}
-
-/// A plain or gzip'd tar archive (bzip2/xz are copied as files: not supported yet).
-fn is_tar(p: &Path) -> bool {
-    if gz(p) {
-        let f = std::fs::File::open(p);
-        let mut buf = [0u8; 512];
-        return f.is_ok_and(|f| {
-            flate2::read::GzDecoder::new(f).read_exact(&mut buf).is_ok()
-                && &buf[257..262] == b"ustar"
-        });
+    )?;
+    if ft.is_symlink() {
+        return Ok(());
     }
-    let h = head(p, 512);
-    h.len() == 512 && &h[257..262] == b"ustar"
+    // after chown, which clears a file capability (COPY --from keeps setcap's work)
+    crate::xattrs::copy(host, target)
 }

@@ -1,4 +1,5 @@
-//! COPY/ADD steps: sources from the context (with .dockerignore), another stage or an image;
+//! COPY/ADD steps: sources from the context (with .dockerignore), another stage or an image,
+//! or (ADD) a URL;
 //! the cache key covers the step, its expanded arguments and the digest of what it reads.
 
 use crate::build::Builder;
@@ -7,6 +8,7 @@ use crate::copy::{copy_inline, copy_sources, dest_rel, CopyOpts};
 use crate::dockerfile::{Kind, Src, Step};
 use crate::error::{at, Result};
 use crate::expand;
+use crate::fetch;
 use crate::layer;
 use crate::stage::Stage;
 use crate::store::sha256_hex;
@@ -28,7 +30,7 @@ impl Builder {
         let vars = stage.vars();
         let esc = self.escape;
         let x = |s: &str| expand::word(s, &vars, esc).map_err(|m| at(line, m));
-        let (mut from, mut chown, mut chmod) = (None, None, None);
+        let (mut from, mut chown, mut chmod, mut checksum) = (None, None, None, None);
         for (k, v) in flags {
             match k.as_str() {
                 "from" => from = Some(x(v)?),
@@ -39,6 +41,7 @@ impl Builder {
                             .map_err(|_| at(line, format!("--chmod={v}: not an octal mode")))?,
                     )
                 }
+                "checksum" if *add => checksum = Some(x(v)?),
                 "link" | "parents" => {}
                 _ => {
                     return Err(at(
@@ -61,19 +64,35 @@ impl Builder {
                 (root, id, false)
             }
         };
-        let ig = ignore.then_some(&self.ignore);
+        // shared, so the builder stays free to record the step's result
+        let rules = std::rc::Rc::clone(&self.ignore);
+        let ig = ignore.then_some(&*rules);
         let sroot = SourceRoot {
             root: &src_root,
             ignore: ig,
         };
         let mut selected = Vec::new();
         let mut inline = Vec::new();
+        let mut urls = Vec::new();
         for s in srcs {
             match s {
                 Src::Path(p) => {
                     let p = x(p)?;
+                    if p.starts_with("http://") || p.starts_with("https://") {
+                        if !*add {
+                            return Err(at(
+                                line,
+                                format!("{p}: COPY does not take URLs (ADD does)"),
+                            ));
+                        }
+                        urls.push(p);
+                        continue;
+                    }
                     if p.contains("://") {
-                        return Err(at(line, format!("{p}: URL sources are not supported (the builder does not download); fetch it in a RUN step")));
+                        return Err(at(
+                            line,
+                            format!("{p}: only http:// and https:// URLs can be fetched"),
+                        ));
                     }
                     selected.extend(sroot.select(&p).map_err(|e| e.at_line(line))?);
                 }
@@ -91,6 +110,14 @@ impl Builder {
                 }
             }
         }
+        if checksum.is_some() && (urls.len() != 1 || !selected.is_empty() || !inline.is_empty()) {
+            return Err(at(line, "ADD --checksum needs exactly one source, a URL"));
+        }
+        // Downloaded every build (as Docker does); the content decides whether the step is cached.
+        let downloads = fetch::Scratch(self.store.tmp("fetch"));
+        let fetched =
+            fetch::fetch_all(&urls, &downloads.0, checksum.as_deref()).map_err(|m| at(line, m))?;
+        let fetched_ids: Vec<&str> = fetched.iter().map(|f| f.id.as_str()).collect();
         let digest = if from.is_none() {
             sroot.digest(&selected)?
         } else {
@@ -98,20 +125,16 @@ impl Builder {
         };
         let key = sha256_hex(
             format!(
-                "{}\nCOPY\n{step_text}\n{dest_s}\ncwd={}\n{digest}\n{inline:?}\n{chown:?}{chmod:?}",
+                "{}\nCOPY\n{step_text}\n{dest_s}\ncwd={}\n{digest}\n{inline:?}\n{fetched_ids:?}\n{chown:?}{chmod:?}",
                 stage.chain,
                 stage.workdir(),
                 step_text = step.text
             )
             .as_bytes(),
         );
-        if let Some(hit) = self.cache.get(&key) {
-            self.progress(&step.text, true);
-            self.last_cached = true;
-            stage.push(&key, hit, &step.text, false);
+        if self.reuse_or_announce(stage, &key, step) {
             return Ok(());
         }
-        self.progress(&step.text, false);
         let rootfs = stage.rootfs(&self.store)?;
         let ids = match &chown {
             Some(c) => {
@@ -119,22 +142,37 @@ impl Builder {
             }
             None => None,
         };
-        let opts = CopyOpts {
+        let n = selected.len() + inline.len() + fetched.len();
+        let mut opts = CopyOpts {
             chown: ids,
             chmod,
             extract: *add,
+            sources: n,
         };
         let before = layer::snapshot(&rootfs)?;
-        let n = selected.len() + inline.len();
         copy_sources(&rootfs, &sroot, &selected, &dest_s, &drel, &opts)
             .map_err(|e| e.at_line(line))?;
+        opts.extract = false; // Docker never extracts a download
+        for f in &fetched {
+            let root = SourceRoot {
+                root: &f.root,
+                ignore: None,
+            };
+            copy_sources(
+                &rootfs,
+                &root,
+                std::slice::from_ref(&f.sel),
+                &dest_s,
+                &drel,
+                &opts,
+            )
+            .map_err(|e| e.at_line(line))?;
+        }
         for (name, body) in &inline {
             copy_inline(&rootfs, name, body, &dest_s, &drel, n, &opts)?;
         }
         let l = layer::diff(&self.store, &rootfs, &before)?;
-        self.cache.put(&key, l.as_ref())?;
-        stage.push(&key, l, &step.text, true);
-        Ok(())
+        self.record(stage, &key, l, step)
     }
 
     /// `--from=stage|index|image`: that rootfs (materialised) and an id for the cache key.

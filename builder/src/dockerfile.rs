@@ -3,6 +3,7 @@
 //! Values stay unexpanded here: expansion needs the ARG/ENV state at each step (build.rs).
 
 use crate::error::{Error, Result};
+use crate::heredoc::{self, Heredoc};
 use parse_dockerfile::{self as pd, Command, Instruction, JsonOrStringArray, Source};
 use std::path::Path;
 
@@ -37,7 +38,7 @@ pub enum Kind {
     Run {
         flags: Vec<(String, String)>,
         cmd: CmdForm,
-        heredoc: Option<(String, bool)>,
+        heredocs: Vec<Heredoc>,
     },
     Copy {
         add: bool,
@@ -89,7 +90,8 @@ pub fn parse_file(path: &Path) -> Result<Dockerfile> {
 }
 
 pub fn parse(text: &str) -> std::result::Result<Dockerfile, String> {
-    let df = pd::parse(text).map_err(|e| format!("line {}: {e}", e.line()))?;
+    let mut masked = heredoc::mask(text)?;
+    let df = pd::parse(&masked.text).map_err(|e| format!("line {}: {e}", e.line()))?;
     let escape = df
         .parser_directives
         .escape
@@ -103,7 +105,7 @@ pub fn parse(text: &str) -> std::result::Result<Dockerfile, String> {
         let step = Step {
             line: line_of(text, starts[i]),
             text: source_text(&text[starts[i]..end]),
-            kind: convert(ins, text, starts[i])?,
+            kind: convert(ins, text, starts[i], &mut masked.runs)?,
         };
         match (&step.kind, stages.last_mut()) {
             (Kind::From { .. }, _) => stages.push(Stage {
@@ -202,7 +204,12 @@ fn heredoc_names(first_line: &str) -> Vec<String> {
         .collect()
 }
 
-fn convert(ins: &Instruction<'_>, text: &str, start: usize) -> std::result::Result<Kind, String> {
+fn convert(
+    ins: &Instruction<'_>,
+    text: &str,
+    start: usize,
+    run_heredocs: &mut std::collections::HashMap<usize, Vec<Heredoc>>,
+) -> std::result::Result<Kind, String> {
     let first_line = text[start..].lines().next().unwrap_or("");
     Ok(match ins {
         Instruction::From(i) => Kind::From {
@@ -217,11 +224,17 @@ fn convert(ins: &Instruction<'_>, text: &str, start: usize) -> std::result::Resu
         Instruction::Env(i) => Kind::Env(i.arguments.value.to_string()),
         Instruction::Label(i) => Kind::Label(i.arguments.value.to_string()),
         Instruction::Run(i) => {
-            let heredoc = i.here_docs.first().map(|h| (h.value.to_string(), h.expand));
+            let heredocs = run_heredocs.remove(&start).unwrap_or_default();
+            let cmd = match cmd(&i.arguments) {
+                CmdForm::Shell(c) if !heredocs.is_empty() => {
+                    CmdForm::Shell(c.replace(heredoc::MARK, "<<"))
+                }
+                c => c,
+            };
             Kind::Run {
                 flags: flags(&i.options),
-                cmd: cmd(&i.arguments),
-                heredoc,
+                cmd,
+                heredocs,
             }
         }
         Instruction::Copy(i) => copy(false, &i.options, &i.src, &i.dest.value, first_line),
@@ -316,10 +329,10 @@ CMD ["run", "x"]
         assert_eq!(s0.steps[0].line, 5);
         assert!(s0.steps[0].text.contains("echo b"));
         match &s0.steps[1].kind {
-            Kind::Run {
-                heredoc: Some((body, true)),
-                ..
-            } => assert_eq!(body, "echo heredoc\n"),
+            Kind::Run { heredocs, cmd, .. } => {
+                assert_eq!(cmd, &CmdForm::Shell("<<EOF".into()));
+                assert_eq!(heredocs[0].body, "echo heredoc\n");
+            }
             k => panic!("{k:?}"),
         }
         match &s0.steps[2].kind {

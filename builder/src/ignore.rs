@@ -1,6 +1,6 @@
-//! `.dockerignore` with Docker's semantics: one pattern a line, `#` comments, `**` for any
-//! number of directories, `!` exceptions, the last matching line wins, and a pattern that
-//! matches a directory excludes everything below it.
+//! `.dockerignore` (or `<Dockerfile>.dockerignore`) with Docker's semantics: one pattern a
+//! line, `#` comments, `**` for any number of directories, `!` exceptions, the last matching
+//! line wins, and a pattern that matches a directory excludes everything below it.
 
 use crate::error::{io, Error, Result};
 use globset::{GlobBuilder, GlobMatcher};
@@ -11,8 +11,17 @@ pub struct Ignore {
 }
 
 impl Ignore {
-    pub fn load(context: &Path) -> Result<Ignore> {
-        let p = context.join(".dockerignore");
+    /// BuildKit's choice: `<Dockerfile>.dockerignore` next to the Dockerfile when there is
+    /// one (per-Dockerfile rules), else the context's `.dockerignore`.
+    pub fn load(context: &Path, dockerfile: &Path) -> Result<Ignore> {
+        let mut specific = dockerfile.as_os_str().to_owned();
+        specific.push(".dockerignore");
+        let specific = std::path::PathBuf::from(specific);
+        let p = if specific.is_file() {
+            specific
+        } else {
+            context.join(".dockerignore")
+        };
         match std::fs::read_to_string(&p) {
             Ok(text) => {
                 Ignore::parse(&text).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))

@@ -1,6 +1,6 @@
 //! Layer creation: snapshot a rootfs's metadata before a step, walk it again after, and write
 //! the difference as an OCI layer (tar+gzip): added/changed entries, `.wh.NAME` for deletions,
-//! `.wh..wh..opq` for a directory that was removed and recreated.
+//! `.wh..wh..opq` for a directory that was removed and recreated; xattrs as PAX records.
 
 use crate::error::{io, Result};
 use crate::store::{HashWriter, Store};
@@ -169,6 +169,25 @@ fn marker(tar: &mut TarOut, rel: &Path) -> Result<()> {
         .map_err(io(rel))
 }
 
+/// A PAX extended header carrying the next entry's xattrs (none: nothing written).
+fn pax_xattrs(tar: &mut TarOut, rel: &Path, attrs: &[(String, Vec<u8>)]) -> Result<()> {
+    if attrs.is_empty() {
+        return Ok(());
+    }
+    let body = crate::xattrs::pax_records(attrs);
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(body.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    // the name is informational (readers apply the record to the next entry); keep it short
+    let mut name = format!("PaxHeaders/{}", rel.display());
+    while name.len() > 99 {
+        name.pop();
+    }
+    tar.append_data(&mut h, name, &body[..]).map_err(io(rel))
+}
+
 fn append(
     tar: &mut TarOut,
     root: &Path,
@@ -191,6 +210,9 @@ fn append(
             return tar.append_link(&mut h, rel, first).map_err(e);
         }
         links.insert((md.dev(), md.ino()), rel.to_path_buf());
+    }
+    if ft.is_file() || ft.is_dir() {
+        pax_xattrs(tar, rel, &crate::xattrs::read(&p)?)?;
     }
     if ft.is_file() {
         h.set_entry_type(tar::EntryType::Regular);

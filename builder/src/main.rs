@@ -2,6 +2,7 @@
 //! gpurun (or any runc-compatible runtime). See README.md, "Building images".
 #![forbid(unsafe_code)]
 
+mod archive;
 mod base;
 mod build;
 mod cache;
@@ -11,6 +12,8 @@ mod copy_step;
 mod dockerfile;
 mod error;
 mod expand;
+mod fetch;
+mod heredoc;
 mod ignore;
 mod layer;
 mod oci;
@@ -23,6 +26,7 @@ mod steps;
 mod store;
 mod unpack;
 mod user;
+mod xattrs;
 
 use clap::Parser;
 use error::{Error, Result};
@@ -163,6 +167,7 @@ fn real_main(cli: Cli) -> Result<()> {
     let df = dockerfile::parse_file(&dockerfile)?;
     let opts = build::Opts {
         context,
+        dockerfile: absolute(&dockerfile)?,
         build_args,
         target: cli.target.clone(),
         no_cache: cli.no_cache,

@@ -20,6 +20,8 @@ pub struct RunStep {
     pub cache_mounts: Vec<(PathBuf, String)>,
     /// CDI device names (`nvidia.com/gpu=all`), passed as the CDI annotation.
     pub devices: Vec<String>,
+    /// A dir with a heredoc script, mounted read-only at /dev/pipes (RUN <<EOF with `#!`).
+    pub pipes: Option<PathBuf>,
 }
 
 /// Host files a RUN step with the host network needs for name resolution.
@@ -52,6 +54,13 @@ pub fn run(
             src: host.display().to_string(),
             dst: target.clone(),
             readonly: false,
+        });
+    }
+    if let Some(dir) = &step.pipes {
+        binds.push(Bind {
+            src: dir.display().to_string(),
+            dst: "/dev/pipes".into(),
+            readonly: true,
         });
     }
     let mut annotations = BTreeMap::new();

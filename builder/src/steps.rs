@@ -6,13 +6,13 @@ use crate::build::Builder;
 use crate::dockerfile::{CmdForm, Kind, Step};
 use crate::error::{at, Error, Result};
 use crate::expand;
+use crate::heredoc::Heredoc;
 use crate::layer;
 use crate::run::{run, RunStep};
 use crate::stage::Stage;
 use crate::store::sha256_hex;
 use crate::user::resolve_user;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 impl Builder {
     pub(crate) fn progress(&self, text: &str, cached: bool) {
@@ -21,6 +21,32 @@ impl Builder {
         let more = if short.len() < text.len() { " …" } else { "" };
         let tag = if cached { "CACHED " } else { "" };
         println!("[{}/{}] {tag}{short}{more}", self.step_no, self.step_total);
+    }
+
+    /// RUN/COPY: on a cache hit, take the cached result (printed as CACHED) and return true;
+    /// else print the step, which the caller then executes.
+    pub(crate) fn reuse_or_announce(&mut self, stage: &mut Stage, key: &str, step: &Step) -> bool {
+        if let Some(hit) = self.cache.get(key) {
+            self.progress(&step.text, true);
+            self.last_cached = true;
+            stage.push(key, hit, &step.text, false);
+            return true;
+        }
+        self.progress(&step.text, false);
+        false
+    }
+
+    /// An executed step's layer (None: it changed no file): into the cache and the stage.
+    pub(crate) fn record(
+        &mut self,
+        stage: &mut Stage,
+        key: &str,
+        layer: Option<layer::Layer>,
+        step: &Step,
+    ) -> Result<()> {
+        self.cache.put(key, layer.as_ref())?;
+        stage.push(key, layer, &step.text, true);
+        Ok(())
     }
 
     pub fn step(&mut self, stage: &mut Stage, step: &Step) -> Result<()> {
@@ -94,9 +120,17 @@ impl Builder {
             Kind::Shell(sh) => stage.shell = sh.clone(),
             Kind::Annotation(key) => {
                 eprintln!("warning: line {line}: {} is kept as an annotation only: the OCI image config has no field for it", key.to_uppercase());
-                stage
+                let slot = stage
                     .annotations
-                    .insert(format!("org.gpurun.build.{key}"), step.text.clone());
+                    .entry(format!("org.gpurun.build.{key}"))
+                    .or_default();
+                // the last HEALTHCHECK wins; every ONBUILD trigger is kept, in order
+                if *key == "onbuild" && !slot.is_empty() {
+                    slot.push('\n');
+                } else {
+                    slot.clear();
+                }
+                slot.push_str(&step.text);
             }
             Kind::From { .. } | Kind::Run { .. } | Kind::Copy { .. } => {
                 unreachable!("handled above")
@@ -110,7 +144,7 @@ impl Builder {
         let Kind::Run {
             flags,
             cmd,
-            heredoc,
+            heredocs,
         } = &step.kind
         else {
             unreachable!()
@@ -138,42 +172,30 @@ impl Builder {
                 _ => return Err(at(line, format!("RUN --{k} is not supported"))),
             }
         }
-        let args = match (cmd, heredoc) {
-            (CmdForm::Shell(c), Some((body, _))) => {
-                let c = c.trim();
-                let script = if heredoc_only(c) {
-                    body.clone()
-                } else {
-                    format!("{c}\n{body}{}\n", heredoc_delim(c))
-                };
-                [stage.shell.clone(), vec![script]].concat()
-            }
-            (CmdForm::Shell(c), None) => [stage.shell.clone(), vec![c.clone()]].concat(),
-            (CmdForm::Exec(v), _) => v.clone(),
-        };
+        let (args, script) = run_args(cmd, heredocs, &stage.shell);
         let env = stage.run_env();
         let user = stage.config.config.user.clone();
         let key = sha256_hex(
             format!(
-                "{}\nRUN\n{args:?}\n{env:?}\nuser={user}\ncwd={}\nnet={network_none}\ndev={devices:?}\nmounts={mounts:?}",
+                "{}\nRUN\n{args:?}\n{env:?}\nuser={user}\ncwd={}\nnet={network_none}\ndev={devices:?}\nmounts={mounts:?}\nscript={script:?}",
                 stage.chain,
                 stage.workdir()
             )
             .as_bytes(),
         );
-        if let Some(hit) = self.cache.get(&key) {
-            self.progress(&step.text, true);
-            self.last_cached = true;
-            stage.push(&key, hit, &step.text, false);
+        if self.reuse_or_announce(stage, &key, step) {
             return Ok(());
         }
-        self.progress(&step.text, false);
         let rootfs = stage.rootfs(&self.store)?;
         let ids =
             resolve_user(&rootfs, &user).map_err(|m| at(line, format!("USER {user}: {m}")))?;
         let before = layer::snapshot(&rootfs)?;
         let id = self.unique("run");
         let env = crate::user::with_home(env, &rootfs, ids.uid);
+        let pipes = match &script {
+            Some((name, body)) => Some(self.pipes_dir(name, body)?),
+            None => None,
+        };
         let rs = RunStep {
             args,
             env,
@@ -182,10 +204,14 @@ impl Builder {
             network_none,
             cache_mounts: mounts,
             devices,
+            pipes: pipes.clone(),
         };
         let state_root = self.store.root.join("run");
-        let t = Instant::now();
-        let code = run(&self.opts.runtime, &state_root, &stage.work, &id, &rs)?;
+        let code = run(&self.opts.runtime, &state_root, &stage.work, &id, &rs);
+        if let Some(p) = &pipes {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        let code = code?;
         if code != 0 {
             return Err(Error::RunFailed {
                 line,
@@ -193,11 +219,20 @@ impl Builder {
                 cmd: step.text.clone(),
             });
         }
-        let _ = t;
         let l = layer::diff(&self.store, &rootfs, &before)?;
-        self.cache.put(&key, l.as_ref())?;
-        stage.push(&key, l, &step.text, true);
-        Ok(())
+        self.record(stage, &key, l, step)
+    }
+
+    /// A dir holding a heredoc script (mode 0755), bind-mounted read-only at /dev/pipes.
+    fn pipes_dir(&self, name: &str, body: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.store.tmp("pipes");
+        std::fs::create_dir_all(&dir).map_err(crate::error::io(&dir))?;
+        let f = dir.join(name);
+        std::fs::write(&f, body).map_err(crate::error::io(&f))?;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755))
+            .map_err(crate::error::io(&f))?;
+        Ok(dir)
     }
 
     /// `type=cache,target=/root/.cache[,id=NAME]` → a persistent dir in the store.
@@ -224,15 +259,47 @@ impl Builder {
     }
 }
 
-fn heredoc_only(c: &str) -> bool {
-    c.starts_with("<<") && !c.contains(char::is_whitespace)
-}
-
-fn heredoc_delim(c: &str) -> String {
-    let i = c.find("<<").map_or(0, |i| i + 2);
-    let rest = c[i..].trim_start_matches('-');
-    let word: String = rest.chars().take_while(|ch| !ch.is_whitespace()).collect();
-    word.trim_matches(|ch| ch == '"' || ch == '\'').to_string()
+/// RUN's process args, as BuildKit builds them: a command that is one heredoc runs its body
+/// in the shell, or, when the body starts with `#!`, as a script file (returned as (name,
+/// body), mounted at /dev/pipes/NAME); otherwise the command and every heredoc (body and
+/// terminator) go to the shell as one script.
+fn run_args(
+    cmd: &CmdForm,
+    heredocs: &[Heredoc],
+    shell: &[String],
+) -> (Vec<String>, Option<(String, String)>) {
+    let c = match cmd {
+        CmdForm::Exec(v) => return (v.clone(), None),
+        CmdForm::Shell(c) => c.trim(),
+    };
+    let sh = |script: String| [shell.to_vec(), vec![script]].concat();
+    match heredocs {
+        [] => (sh(c.to_string()), None),
+        [one] if c.starts_with("<<") && !c.contains(char::is_whitespace) => {
+            let body = one.content();
+            if body.starts_with("#!") {
+                // the delimiter names the file; one that is not a plain name gets a fixed one
+                let plain = !one.name.contains('/') && one.name != "." && one.name != "..";
+                let name = if plain {
+                    one.name.clone()
+                } else {
+                    "script".into()
+                };
+                (vec![format!("/dev/pipes/{name}")], Some((name, body)))
+            } else {
+                (sh(body), None)
+            }
+        }
+        docs => {
+            let mut full = c.to_string();
+            for d in docs {
+                full.push('\n');
+                full.push_str(&d.body);
+                full.push_str(&d.name);
+            }
+            (sh(full), None)
+        }
+    }
 }
 
 /// CMD/ENTRYPOINT: exec form as written; shell form wrapped in SHELL (Docker's rule).

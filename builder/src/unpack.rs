@@ -1,6 +1,6 @@
 //! Applying layers to a directory: OCI whiteouts (`.wh.NAME` deletes NAME from lower layers,
 //! `.wh..wh..opq` empties a directory of lower-layer contents), and paths resolved inside the
-//! root so neither `..` nor a symlink in the image can write outside it.
+//! root so neither `..` nor a symlink in the image can write outside it; PAX xattrs restored.
 
 use crate::error::{io, Error, Result};
 use std::collections::HashSet;
@@ -145,6 +145,7 @@ pub fn apply_tar(reader: impl Read, root: &Path) -> Result<()> {
             std::fs::create_dir_all(p).map_err(io(p))?;
         }
         let kind = entry.header().entry_type();
+        let attrs = crate::xattrs::from_entry(&mut entry).map_err(io(&dst))?;
         let existing = std::fs::symlink_metadata(&dst).ok();
         if !(kind.is_dir() && existing.as_ref().is_some_and(|m| m.is_dir())) {
             remove(&dst)?;
@@ -158,6 +159,10 @@ pub fn apply_tar(reader: impl Read, root: &Path) -> Result<()> {
             special(&entry, &dst)?;
         } else {
             entry.unpack(&dst).map_err(io(&dst))?;
+        }
+        if !attrs.is_empty() && !kind.is_symlink() {
+            // after unpack's chown, which would clear a file capability
+            crate::xattrs::write(&dst, &attrs)?;
         }
         this_layer.insert(rel);
     }

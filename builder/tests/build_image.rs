@@ -225,7 +225,7 @@ fn oci_layout_whiteouts_and_readers() {
 
 #[test]
 fn archive_imports_into_containerd_and_runs() {
-    if !require_root() || !tool_or_skip("containerd") {
+    if !require_root() || !tool_or_install("containerd", "containerd") || !tool_or_skip("ctr") {
         return;
     }
     let env = Env::new("build-ctr");
@@ -271,7 +271,7 @@ fn archive_imports_into_containerd_and_runs() {
 
 #[test]
 fn archive_loads_into_podman() {
-    if !require_root() || !tool_or_skip("podman") {
+    if !require_root() || !tool_or_install("podman", "podman") {
         return;
     }
     let env = Env::new("build-podman");

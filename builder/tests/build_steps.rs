@@ -108,11 +108,13 @@ fn errors_name_the_line_and_leave_nothing() {
         .fails_with(1, "Dockerfile line 3: USER ghost: unknown user");
     let c = case(
         "url",
-        &format!("{base}ADD https://example.com/model.bin /models/\n"),
+        &format!("{base}COPY https://example.com/model.bin /models/\n"),
         &[],
     );
-    build(&cache, &["--bundle", o, c.to_str().unwrap()])
-        .fails_with(1, "URL sources are not supported");
+    build(&cache, &["--bundle", o, c.to_str().unwrap()]).fails_with(
+        1,
+        "Dockerfile line 2: https://example.com/model.bin: COPY does not take URLs",
+    );
     let c = case("syntax", &format!("{base}RUN true\nNOPE x\n"), &[]);
     build(&cache, &["--bundle", o, c.to_str().unwrap()]).fails_with(1, "line 3");
     let c = case("target", &format!("{base}RUN true\n"), &[]);

@@ -236,3 +236,17 @@ pub fn tool_or_skip(tool: &str) -> bool {
     }
     ok
 }
+
+/// A tool the checks need (containerd, podman): installed with apt-get when missing, as
+/// integration/engines/ does (ENGINES_NO_INSTALL=1 skips instead); false, with the reason
+/// printed, when it still cannot be run.
+pub fn tool_or_install(tool: &str, package: &str) -> bool {
+    if !has_tool(tool) && std::env::var_os("ENGINES_NO_INSTALL").is_none() {
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-q", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status();
+    }
+    tool_or_skip(tool)
+}

@@ -77,9 +77,10 @@ desc="cuInit + 64 MiB device round trip in the container"; check grep -q 'round 
 
 step 'NVIDIA_VISIBLE_DEVICES=0: device nodes, read-only driver mounts, ld cache'
 bundle look '["NVIDIA_VISIBLE_DEVICES=0","NVIDIA_DRIVER_CAPABILITIES=compute,utility"]' \
-	'["sh","-c","ls -la /dev/nvidia*; grep -E \"nvidia|cuda\" /proc/self/mountinfo | head -8; ldconfig -p 2>/dev/null | grep libcuda || echo no-ldconfig; touch /usr/bin/nvidia-smi 2>&1; head -c 1 /dev/nvidia0 >/dev/null 2>&1; echo open-nvidia0=$?"]'
+	'["sh","-c","ls -la /dev/nvidia*; grep -E \"nvidia|cuda\" /proc/self/mountinfo | head -8; ldconfig -p 2>/dev/null | grep libcuda || echo no-ldconfig; touch /usr/bin/nvidia-smi 2>&1; head -c 1 /dev/nvidia0 >/dev/null 2>&1; echo open-nvidia0=$?; grep ModifyDeviceFiles /proc/driver/nvidia/params; grep \" /proc/driver/nvidia \" /proc/self/mountinfo"]'
 out=$(run look 2>&1); echo "$out"
 desc="the mounted nvidia-smi is read-only"; check grep -q 'Read-only file system' <<<"$out"
+desc="/proc/driver/nvidia is a tmpfs whose params say ModifyDeviceFiles: 0"; check grep -q 'ModifyDeviceFiles: 0' <<<"$out"
 
 step 'no GPU requested: a mknod of /dev/nvidia0 cannot be opened (device cgroup)'
 bundle nogpu '[]' '["sh","-c","rm -f /tmp/n0; mknod /tmp/n0 c 195 0 && cat /tmp/n0 >/dev/null; echo rc=$?"]'

@@ -105,8 +105,12 @@ pub fn clone_in_pid_ns(
         .map_err(Error::sys_path("setns", &join.path))?;
     let forked = clone();
     if !matches!(forked, Ok(Forked::Child { .. })) {
-        setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
-            .map_err(Error::sys("setns back to own pid namespace"))?;
+        match setns(own.as_fd(), CloneFlags::CLONE_NEWPID) {
+            // A rootless `exec` entered the container's user namespace first and has no say
+            // over its own pid namespace any more; it forks nothing else, so that is harmless.
+            Err(nix::errno::Errno::EPERM) if crate::rootless::is_rootless() => {}
+            other => other.map_err(Error::sys("setns back to own pid namespace"))?,
+        }
     }
     forked
 }

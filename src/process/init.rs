@@ -44,7 +44,12 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
     // Until execve (which resets it), nothing in the container may open our /proc/PID/exe —
     // the host's gpurun binary (CVE-2019-5736) — e.g. a process exec'd in while we wait.
-    prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
+    // In a new user namespace only once mapped: a non-dumpable process' /proc files are
+    // root's, and a rootless parent could not write our maps (nothing can join us before).
+    let userns = plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER);
+    if !userns {
+        prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
+    }
     // The container dir lock belongs to the parent; our inherited copy would keep it held.
     sys::close_inherited(plan.lock_fd);
     // Device nodes and directories get exactly the modes asked for.
@@ -54,9 +59,9 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         .thread_set_mask()
         .map_err(Error::sys("sigprocmask"))?;
 
-    let userns = plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER);
     if userns {
         become_namespace_root(chan)?;
+        prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
     }
     // Into the cgroup before anything else runs (the parent did it for a user namespace), then
     // (if asked) a cgroup namespace rooted there.
@@ -325,7 +330,12 @@ pub(super) fn switch_user(process: &Process, keep_admin: bool) -> Result<()> {
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    nix::unistd::setgroups(&groups).map_err(Error::sys("setgroups"))?;
+    // A rootless user namespace denies setgroups; with no groups asked there is nothing to do.
+    if !groups.is_empty() || crate::userns::setgroups_allowed() {
+        nix::unistd::setgroups(&groups).map_err(Error::sys(
+            "setgroups (denied in a rootless user namespace: drop additionalGids)",
+        ))?;
+    }
     let gid = Gid::from_raw(user.gid());
     setresgid(gid, gid, gid).map_err(Error::sys("setresgid"))?;
     let uid = Uid::from_raw(user.uid());

@@ -42,6 +42,8 @@ pub enum SpecError {
     HostnameWithoutUts,
     #[error("config.json: invalid rootfsPropagation {0:?}")]
     Propagation(String),
+    #[error("config.json: mount {0}: {1}")]
+    MountIdmap(String, &'static str),
     #[error("config.json: invalid sysctl key {0:?}")]
     Sysctl(String),
     #[error("config.json: sysctl {0:?} is not in a separate kernel namespace ({1}): it would change the host")]
@@ -89,6 +91,8 @@ pub struct Bundle {
     /// Everything but `linux.seccomp`, which is in `seccomp`.
     pub spec: Spec,
     pub seccomp: Option<crate::seccomp::Profile>,
+    /// The idmapped entries of `mounts[]` (their mappings are not in `spec`).
+    pub idmaps: Vec<crate::rootfs::idmap::MountIdmap>,
 }
 
 /// Parse config.json's bytes: `linux.seccomp` with gpurun's own types (see `seccomp::profile`),
@@ -124,11 +128,25 @@ impl Bundle {
         let (spec, seccomp) = parse(&path, &bytes)?;
         let rootfs = rootfs_path(&dir, &spec)?;
         validate(&spec)?;
+        // Parsed again only when the config can hold an idmapped mount.
+        let idmaps = match bytes.windows(8).any(|w| w == b"Mappings")
+            || bytes.windows(5).any(|w| w == b"idmap")
+        {
+            true => {
+                let value = serde_json::from_slice(&bytes).map_err(|e| SpecError::Parse {
+                    path: path.clone(),
+                    msg: e.to_string(),
+                })?;
+                crate::rootfs::idmap::from_config(&value)?
+            }
+            false => Vec::new(),
+        };
         Ok(Bundle {
             dir,
             rootfs,
             spec,
             seccomp,
+            idmaps,
         })
     }
 }

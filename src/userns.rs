@@ -13,8 +13,15 @@ use crate::error::{Error, Result};
 
 /// Write `linux.uidMappings` / `gidMappings` for `pid`.
 pub fn write_mappings(pid: Pid, linux: &Linux) -> Result<()> {
-    let uids = linux.uid_mappings().as_deref().unwrap_or_default();
-    let gids = linux.gid_mappings().as_deref().unwrap_or_default();
+    write_maps(
+        pid,
+        linux.uid_mappings().as_deref().unwrap_or_default(),
+        linux.gid_mappings().as_deref().unwrap_or_default(),
+    )
+}
+
+/// Write the uid and gid maps of `pid`, which is in a new user namespace.
+pub fn write_maps(pid: Pid, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<()> {
     if !crate::rootless::is_rootless() {
         write_map(pid, "uid_map", uids)?;
         return write_map(pid, "gid_map", gids);

@@ -146,6 +146,7 @@ fn create_in(
         cgroup,
         seccomp,
         gpu,
+        idmapped: crate::rootfs::idmap::prepare(bundle)?,
         console: match (&opts.console, process_terminal(bundle)) {
             (Some(socket), true) => Some(socket.connect()?),
             _ => None,

@@ -81,7 +81,8 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     // hierarchy (no cgroup namespace) or is not allowed (v1 in a user namespace).
     let bind_cgroups = !plan.namespaces.has(CloneFlags::CLONE_NEWCGROUP)
         || (userns && !rootfs::cgroupfs::is_unified_host());
-    rootfs::prepare(plan.bundle, bind_cgroups.then_some(plan.cgroup), userns)?;
+    let cgroup = bind_cgroups.then_some(plan.cgroup);
+    rootfs::prepare(plan.bundle, cgroup, userns, &plan.idmapped)?;
     if let Some(edits) = plan.gpu {
         // Built-in createContainer hook: the driver files are mounted, the root not yet pivoted.
         let hook = crate::gpu::ldcache::ContainerHook {

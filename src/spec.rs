@@ -186,13 +186,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
             return Err(SpecError::DuplicateNamespace(kind.to_string()));
         }
         seen.push(kind);
-        if kind == LinuxNamespaceType::Time
-            || (kind == LinuxNamespaceType::User && ns.path().is_some())
-        {
-            return Err(SpecError::UnsupportedNamespace(match kind {
-                LinuxNamespaceType::User => "joining existing user".to_string(),
-                _ => kind.to_string(),
-            }));
+        if kind == LinuxNamespaceType::Time {
+            return Err(SpecError::UnsupportedNamespace(kind.to_string()));
         }
     }
     let mapped =
@@ -201,7 +196,17 @@ pub fn validate(spec: &Spec) -> Result<()> {
         mapped(linux.and_then(|l| l.uid_mappings().as_ref())),
         mapped(linux.and_then(|l| l.gid_mappings().as_ref())),
     );
-    if seen.contains(&LinuxNamespaceType::User) {
+    let joins_user = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+    if joins_user {
+        // runc's rule: the joined namespace has its maps already.
+        if uids || gids {
+            return Err(SpecError::Mappings(
+                "uid/gid mappings given, but the user namespace is joined by path (it has its own maps)",
+            ));
+        }
+    } else if seen.contains(&LinuxNamespaceType::User) {
         if !uids {
             return Err(SpecError::Mappings(
                 "user namespaces enabled, but no uid mappings found",
@@ -309,6 +314,23 @@ mod tests {
             |v| v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_FOO"])
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_joined_user_namespace_takes_no_mappings() {
+        let join = |v: &mut serde_json::Value| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"type": "user", "path": "/proc/1/ns/user"}));
+        };
+        spec_with(join).unwrap();
+        let r = spec_with(|v| {
+            join(v);
+            v["linux"]["uidMappings"] =
+                serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        });
+        assert!(matches!(r, Err(SpecError::Mappings(m)) if m.contains("joined by path")));
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub fn clone_fork(
         flags: (namespace_flags | libc::CLONE_PIDFD) as u64
             | cgroup.map_or(0, |_| CLONE_INTO_CGROUP),
         pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the kernel takes the exit signal from our parent (and refuses one).
+        exit_signal: match namespace_flags & libc::CLONE_PARENT {
+            0 => libc::SIGCHLD as u64,
+            _ => 0,
+        },
         cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
         ..Default::default()
     };

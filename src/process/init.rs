@@ -46,7 +46,8 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     // the host's gpurun binary (CVE-2019-5736) — e.g. a process exec'd in while we wait.
     // In a new user namespace only once mapped: a non-dumpable process' /proc files are
     // root's, and a rootless parent could not write our maps (nothing can join us before).
-    let userns = plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER);
+    // New, or joined by path before the clone: either way the parent puts us in our cgroup.
+    let userns = plan.namespaces.has(CloneFlags::CLONE_NEWUSER);
     if !userns {
         prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
     }

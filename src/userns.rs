@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use nix::unistd::Pid;
+use nix::unistd::{Gid, Pid, Uid};
 use oci_spec::runtime::{Linux, LinuxIdMapping};
 
 use crate::error::{Error, Result};
@@ -93,6 +93,20 @@ fn format_map(ranges: &[LinuxIdMapping]) -> String {
         .iter()
         .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
         .collect()
+}
+
+/// In a new user namespace: wait for the parent to write our maps (step 0 of sync.rs), then
+/// take uid/gid 0 of the namespace — until then our ids are unmapped and we could not even
+/// create a file.
+pub fn become_root(chan: &crate::process::sync::Channel) -> Result<()> {
+    chan.expect(crate::process::sync::Msg::Mapped)?;
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(
+        Error::sys("setresgid(0) in the user namespace (is container gid 0 mapped?)"),
+    )?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(
+        Error::sys("setresuid(0) in the user namespace (is container uid 0 mapped?)"),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         .map_err(Error::sys("sigprocmask"))?;
 
     if userns {
-        become_namespace_root(chan)?;
+        crate::userns::become_root(chan)?;
         prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
     }
     // Into the cgroup before anything else runs (the parent did it for a user namespace), then
@@ -344,20 +344,6 @@ pub(super) fn switch_user(process: &Process, keep_admin: bool) -> Result<()> {
     setresuid(uid, uid, uid).map_err(Error::sys("setresuid"))?;
     prctl::set_keepcaps(false).map_err(Error::sys("prctl(PR_SET_KEEPCAPS)"))?;
     capabilities::apply_sets(caps, keep_admin)
-}
-
-/// In a new user namespace: wait for the parent to write our maps (step 0 of sync.rs), then
-/// take uid/gid 0 of the namespace — until then our ids are unmapped and we could not even
-/// create a file.
-fn become_namespace_root(chan: &Channel) -> Result<()> {
-    chan.expect(Msg::Mapped)?;
-    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(Error::sys(
-        "setresgid(0) in the user namespace (is container gid 0 mapped?)",
-    ))?;
-    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(Error::sys(
-        "setresuid(0) in the user namespace (is container uid 0 mapped?)",
-    ))?;
-    Ok(())
 }
 
 /// Block until `start` writes a byte into the exec fifo (see [`crate::container::start`]).

@@ -4,6 +4,7 @@
 
 use gpurun_integration::*;
 use std::os::unix::fs::MetadataExt;
+use std::process::Command;
 
 /// A rootless Env whose config.json is `gpurun spec --rootless` (written by the user) with
 /// `args`, the leak marker and `edit` applied.
@@ -157,6 +158,19 @@ fn wider_mappings_go_through_newuidmap_and_bad_ones_fail_cleanly() {
             {"containerID": 1, "hostID": user.subids.0, "size": 1000}
         ])
     };
+    // newuidmap works only as a setuid-root (or file-capability) binary.
+    let helper = std::fs::metadata("/usr/bin/newuidmap");
+    let setuid = helper
+        .as_ref()
+        .is_ok_and(|m| m.uid() == 0 && m.mode() & 0o4000 != 0);
+    let fcaps = Command::new("getcap")
+        .arg("/usr/bin/newuidmap")
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty());
+    if !setuid && !fcaps {
+        println!("skipped: /usr/bin/newuidmap is missing or not setuid root ({helper:?})");
+        return;
+    }
     let Some((env, user)) = rootless_bundle("rl_wide", &["sh", "-c", script], |_| {}) else {
         return;
     };

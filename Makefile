@@ -1,7 +1,7 @@
 # gpurun — see README.md. `make demo` runs a real container, `make test` runs every test.
 CARGO  ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 GPURUN := target/release/gpurun
-APT_PACKAGES := busybox-static golang-github-containers-common libcap2-bin gcc umoci skopeo debootstrap docker-registry libssl-dev pkg-config python3
+APT_PACKAGES := busybox-static uidmap golang-github-containers-common libcap2-bin gcc umoci skopeo debootstrap docker-registry libssl-dev pkg-config python3
 
 .PHONY: all build deps bundle demo test unit integration vmtest lint bench clean build-test build-bench
 

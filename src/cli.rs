@@ -13,9 +13,10 @@ use crate::logging::LogFormat;
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Directory for container state
-    #[arg(long, global = true, default_value = "/run/gpurun")]
-    pub root: PathBuf,
+    /// Directory for container state [default: /run/gpurun; for non-root callers
+    /// $XDG_RUNTIME_DIR/gpurun]
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Also write errors (and, with --debug, debug messages) to this file
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -73,7 +74,8 @@ pub enum Command {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
-        /// Accepted for compatibility; rootless specs are not supported yet
+        /// A spec for a non-root caller: user namespace mapping you to root, no network
+        /// namespace, /sys bound, no cgroup mount or resources (runc's --rootless)
         #[arg(long)]
         rootless: bool,
         /// Add gpurun's default seccomp profile (Docker's/Podman's default) as linux.seccomp

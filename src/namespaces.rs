@@ -35,6 +35,9 @@ pub struct Join {
 pub struct Namespaces {
     /// Namespaces created by clone.
     pub new: CloneFlags,
+    /// A user namespace joined by path: entered before the init is cloned, so the namespaces
+    /// the clone creates belong to it (see `process::parent::spawn`).
+    pub user: Option<Join>,
     /// Namespaces joined by path, in the child (all but pid).
     pub join: Vec<Join>,
     /// A pid namespace to join: entered by the parent for its children around clone.
@@ -45,6 +48,7 @@ impl Namespaces {
     pub fn from_spec(spec: &Spec) -> Result<Namespaces> {
         let mut ns = Namespaces {
             new: CloneFlags::empty(),
+            user: None,
             join: Vec::new(),
             pid: None,
         };
@@ -63,6 +67,8 @@ impl Namespaces {
                     };
                     if flag == CloneFlags::CLONE_NEWPID {
                         ns.pid = Some(join);
+                    } else if flag == CloneFlags::CLONE_NEWUSER {
+                        ns.user = Some(join);
                     } else {
                         ns.join.push(join);
                     }
@@ -74,6 +80,7 @@ impl Namespaces {
 
     pub fn has(&self, flag: CloneFlags) -> bool {
         self.new.contains(flag)
+            || (flag == CloneFlags::CLONE_NEWUSER && self.user.is_some())
             || self.join.iter().any(|j| j.flag == flag)
             || (flag == CloneFlags::CLONE_NEWPID && self.pid.is_some())
     }
@@ -105,8 +112,12 @@ pub fn clone_in_pid_ns(
         .map_err(Error::sys_path("setns", &join.path))?;
     let forked = clone();
     if !matches!(forked, Ok(Forked::Child { .. })) {
-        setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
-            .map_err(Error::sys("setns back to own pid namespace"))?;
+        match setns(own.as_fd(), CloneFlags::CLONE_NEWPID) {
+            // A rootless `exec` entered the container's user namespace first and has no say
+            // over its own pid namespace any more; it forks nothing else, so that is harmless.
+            Err(nix::errno::Errno::EPERM) if crate::rootless::is_rootless() => {}
+            other => other.map_err(Error::sys("setns back to own pid namespace"))?,
+        }
     }
     forked
 }

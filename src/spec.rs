@@ -42,6 +42,8 @@ pub enum SpecError {
     HostnameWithoutUts,
     #[error("config.json: invalid rootfsPropagation {0:?}")]
     Propagation(String),
+    #[error("config.json: mount {0}: {1}")]
+    MountIdmap(String, &'static str),
     #[error("config.json: invalid sysctl key {0:?}")]
     Sysctl(String),
     #[error("config.json: sysctl {0:?} is not in a separate kernel namespace ({1}): it would change the host")]
@@ -89,6 +91,8 @@ pub struct Bundle {
     /// Everything but `linux.seccomp`, which is in `seccomp`.
     pub spec: Spec,
     pub seccomp: Option<crate::seccomp::Profile>,
+    /// The idmapped entries of `mounts[]` (their mappings are not in `spec`).
+    pub idmaps: Vec<crate::rootfs::idmap::MountIdmap>,
 }
 
 /// Parse config.json's bytes: `linux.seccomp` with gpurun's own types (see `seccomp::profile`),
@@ -124,11 +128,25 @@ impl Bundle {
         let (spec, seccomp) = parse(&path, &bytes)?;
         let rootfs = rootfs_path(&dir, &spec)?;
         validate(&spec)?;
+        // Parsed again only when the config can hold an idmapped mount.
+        let idmaps = match bytes.windows(8).any(|w| w == b"Mappings")
+            || bytes.windows(5).any(|w| w == b"idmap")
+        {
+            true => {
+                let value = serde_json::from_slice(&bytes).map_err(|e| SpecError::Parse {
+                    path: path.clone(),
+                    msg: e.to_string(),
+                })?;
+                crate::rootfs::idmap::from_config(&value)?
+            }
+            false => Vec::new(),
+        };
         Ok(Bundle {
             dir,
             rootfs,
             spec,
             seccomp,
+            idmaps,
         })
     }
 }
@@ -168,13 +186,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
             return Err(SpecError::DuplicateNamespace(kind.to_string()));
         }
         seen.push(kind);
-        if kind == LinuxNamespaceType::Time
-            || (kind == LinuxNamespaceType::User && ns.path().is_some())
-        {
-            return Err(SpecError::UnsupportedNamespace(match kind {
-                LinuxNamespaceType::User => "joining existing user".to_string(),
-                _ => kind.to_string(),
-            }));
+        if kind == LinuxNamespaceType::Time {
+            return Err(SpecError::UnsupportedNamespace(kind.to_string()));
         }
     }
     let mapped =
@@ -183,7 +196,17 @@ pub fn validate(spec: &Spec) -> Result<()> {
         mapped(linux.and_then(|l| l.uid_mappings().as_ref())),
         mapped(linux.and_then(|l| l.gid_mappings().as_ref())),
     );
-    if seen.contains(&LinuxNamespaceType::User) {
+    let joins_user = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+    if joins_user {
+        // runc's rule: the joined namespace has its maps already.
+        if uids || gids {
+            return Err(SpecError::Mappings(
+                "uid/gid mappings given, but the user namespace is joined by path (it has its own maps)",
+            ));
+        }
+    } else if seen.contains(&LinuxNamespaceType::User) {
         if !uids {
             return Err(SpecError::Mappings(
                 "user namespaces enabled, but no uid mappings found",
@@ -291,6 +314,23 @@ mod tests {
             |v| v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_FOO"])
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_joined_user_namespace_takes_no_mappings() {
+        let join = |v: &mut serde_json::Value| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"type": "user", "path": "/proc/1/ns/user"}));
+        };
+        spec_with(join).unwrap();
+        let r = spec_with(|v| {
+            join(v);
+            v["linux"]["uidMappings"] =
+                serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        });
+        assert!(matches!(r, Err(SpecError::Mappings(m)) if m.contains("joined by path")));
     }
 
     #[test]

@@ -8,6 +8,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+mod mount_api;
+pub use mount_api::{mount_setattr_idmap, move_mount_fd, open_tree_clone};
+
 /// `struct clone_args` from `<linux/sched.h>` (the first, stable 88 bytes: up to `cgroup`).
 #[repr(C)]
 #[derive(Default)]
@@ -53,7 +56,11 @@ pub fn clone_fork(
         flags: (namespace_flags | libc::CLONE_PIDFD) as u64
             | cgroup.map_or(0, |_| CLONE_INTO_CGROUP),
         pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the kernel takes the exit signal from our parent (and refuses one).
+        exit_signal: match namespace_flags & libc::CLONE_PARENT {
+            0 => libc::SIGCHLD as u64,
+            _ => 0,
+        },
         cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
         ..Default::default()
     };

@@ -142,6 +142,18 @@ impl Env {
         )
     }
 
+    /// Run any command with its output in this Env's files (as [`Env::gpurun`] does).
+    pub fn command_out(&self, cmd: Command) -> Out {
+        let k = self.calls.get();
+        self.calls.set(k + 1);
+        let out = self.dir.join("out");
+        Out::exec(
+            cmd,
+            out.join(format!("{k}.stdout")),
+            out.join(format!("{k}.stderr")),
+        )
+    }
+
     /// Like [`Env::gpurun`] with `input` on stdin (`update --resources -`).
     pub fn gpurun_stdin(&self, args: &[&str], input: &str) -> Out {
         let k = self.calls.get();

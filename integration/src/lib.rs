@@ -9,6 +9,7 @@ mod cgroup;
 mod env;
 mod gpu;
 mod leak;
+mod rootless;
 mod util;
 
 pub use cgroup::{cgroup2_host, has_controller, proc_cgroup_dir, proc_cgroup_dirs};
@@ -17,6 +18,7 @@ pub use gpu::{
     a100x8_mig, gpu_env, h100x2, mock_nvml, with_env, FakeGpuHost, DRIVER_VERSION, UVM_MAJOR,
 };
 pub use leak::{cgroup_dirs, marked_pids, Leaks, CGROUP_PREFIX};
+pub use rootless::{as_user, rootless_env, rootless_user, RootlessUser, ROOTLESS_USER};
 pub use serde_json::{json, Value};
 pub use util::{
     bin, cap_mask, find_mount, gpurun_only, is_gpurun, parse_mountinfo, poll, read_status_field,

@@ -152,3 +152,88 @@ fn mapping_mistakes_fail_create_cleanly() {
     env.create(&env.id()).assert_fail();
     env.assert_clean();
 }
+
+/// A user namespace held by an `unshare -U` sleeper, with `HOST_BASE` mapped to root.
+struct HeldUserns(std::process::Child);
+
+impl HeldUserns {
+    fn new() -> HeldUserns {
+        let child = Command::new("unshare")
+            .args(["-U", "sleep", "100"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // The sleeper must be in its namespace before its maps can be written.
+        let own = std::fs::read_link("/proc/self/ns/user").unwrap();
+        poll(std::time::Duration::from_secs(5), || {
+            let ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()?;
+            (ns != own).then_some(())
+        })
+        .expect("unshare -U never entered its namespace");
+        let map = format!("0 {HOST_BASE} 65536");
+        std::fs::write(format!("/proc/{pid}/uid_map"), &map).unwrap();
+        std::fs::write(format!("/proc/{pid}/gid_map"), &map).unwrap();
+        HeldUserns(child)
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/{}/ns/user", self.0.id())
+    }
+}
+
+impl Drop for HeldUserns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_user_namespace_is_joined_by_path() {
+    if !require_root() || !gpurun_only() {
+        return;
+    }
+    let held = HeldUserns::new();
+    let env = mapped_env("userns_join");
+    let out = env.sh(
+        "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; echo $$; \
+         ls /proc/1 >/dev/null && echo proc-ok",
+        |s| {
+            let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.push(json!({"type": "user", "path": held.path()}));
+        },
+    );
+    let lines: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let held_ns = std::fs::read_link(held.path()).unwrap();
+    assert_eq!(lines[0], "0", "{}", out.describe());
+    assert_eq!(
+        lines[1],
+        format!("0 {HOST_BASE} 65536"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(lines[2], held_ns.to_str().unwrap(), "{}", out.describe());
+    // Its own pid namespace (made inside the joined user namespace) and a working /proc.
+    assert_eq!(lines[3], "1", "{}", out.describe());
+    assert!(out.stdout.contains("proc-ok"), "{}", out.describe());
+
+    // runc's rule: a joined namespace brings its maps; giving some too is refused.
+    env.config(|s| {
+        with_userns(s);
+        let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "user");
+        ns.push(json!({"type": "user", "path": held.path()}));
+    });
+    env.run(&env.id()).assert_err("joined by path");
+    // A path that is not a namespace.
+    env.config(|s| {
+        let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.push(json!({"type": "user", "path": "/nonexistent/ns/user"}));
+    });
+    env.run(&env.id()).assert_err("/nonexistent/ns/user");
+    env.assert_clean();
+}

@@ -124,7 +124,13 @@ pub fn resume(root: &Path, id: &str) -> Result<i32> {
 /// the given options, `-ef` by default) filtered to them, as runc does.
 pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
     let (_dir, state, _status) = container::load(root, &args.id)?;
-    let pids = state.cgroup.pids();
+    let mut pids = state.cgroup.pids();
+    // A rootless container may have no cgroup: its processes are the init's tree.
+    if state.cgroup.procs_files().next().is_none()
+        && crate::process::pidinfo::is_alive(state.pid, state.pid_start_time)
+    {
+        pids = crate::rootless::process_tree(state.pid);
+    }
     if args.format == crate::cli::ListFormat::Json {
         println!("{}", serde_json::to_string(&pids).expect("pids serialise"));
         return Ok(0);

@@ -16,15 +16,22 @@ pub fn version_text() -> String {
     )
 }
 
-/// The config.json `spec` writes: runc's defaults, plus the default seccomp profile if asked.
-pub fn default_spec(seccomp: bool) -> String {
-    if !seccomp {
+/// The config.json `spec` writes: runc's defaults, plus the default seccomp profile if asked,
+/// made rootless (runc's `ToRootless`, for the caller's ids) if asked.
+pub fn default_spec(seccomp: bool, rootless: bool) -> String {
+    if !seccomp && !rootless {
         return crate::spec::DEFAULT_SPEC.to_string();
     }
     let mut spec: serde_json::Value =
         serde_json::from_str(crate::spec::DEFAULT_SPEC).expect("default spec is JSON");
-    spec["linux"]["seccomp"] =
-        serde_json::from_str(crate::seccomp::DEFAULT_PROFILE).expect("profile is JSON");
+    if seccomp {
+        spec["linux"]["seccomp"] =
+            serde_json::from_str(crate::seccomp::DEFAULT_PROFILE).expect("profile is JSON");
+    }
+    if rootless {
+        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        crate::rootless::to_rootless(&mut spec, uid.as_raw(), gid.as_raw());
+    }
     let mut text = serde_json::to_string_pretty(&spec).expect("spec serialises");
     text.push('\n');
     text
@@ -32,12 +39,6 @@ pub fn default_spec(seccomp: bool) -> String {
 
 /// Write the default config.json into `bundle`, refusing to overwrite one (as runc does).
 pub fn write_spec(bundle: &Path, rootless: bool, seccomp: bool) -> Result<i32> {
-    if rootless {
-        return Err(Error::Unsupported(
-            "spec --rootless is not supported yet (user namespaces land with the security work)"
-                .into(),
-        ));
-    }
     let path = bundle.join("config.json");
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -53,7 +54,7 @@ pub fn write_spec(bundle: &Path, rootless: bool, seccomp: bool) -> Result<i32> {
         }
         Err(e) => return Err(Error::io("create", &path, e)),
     };
-    file.write_all(default_spec(seccomp).as_bytes())
+    file.write_all(default_spec(seccomp, rootless).as_bytes())
         .map_err(|e| Error::io("write", &path, e))?;
     Ok(0)
 }
@@ -69,17 +70,17 @@ pub fn print_features() -> Result<i32> {
             "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
             "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared",
             "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
-            "tmpcopyup", "unbindable"
+            "tmpcopyup", "unbindable", "idmap", "ridmap"
         ],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": crate::seccomp::features(),
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
             "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),

@@ -21,12 +21,22 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             "--systemd-cgroup is not supported: gpurun manages cgroups through cgroupfs (use the cgroupfs manager)".into(),
         ));
     }
-    let root = cli.root.as_path();
+    // Pinned before anything can change our user namespace.
+    crate::rootless::is_rootless();
     let Some(command) = &cli.command else {
         return Err(Error::Unsupported(
             "no command given; see gpurun --help".into(),
         ));
     };
+    let root_buf = match (&cli.root, command) {
+        (Some(root), _) => root.clone(),
+        // These never touch the state root.
+        (None, Command::Spec { .. } | Command::Features | Command::Hook(_) | Command::Cdi(_)) => {
+            std::path::PathBuf::new()
+        }
+        (None, _) => crate::rootless::default_state_root()?,
+    };
+    let root = root_buf.as_path();
     match command {
         Command::Create(args) => {
             create::create(root, &args.id, &create_options(args))?;

@@ -75,7 +75,11 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             .and_then(|l| l.devices().as_deref())
             .unwrap_or_default(),
     );
-    let result = cgroup.map_err(Error::from).and_then(|cgroup| {
+    let cgroup = match crate::rootless::is_rootless() {
+        true => crate::rootless::cgroup_or_none(cgroup, linux.and_then(|l| l.resources().as_ref())),
+        false => cgroup.map_err(Error::from),
+    };
+    let result = cgroup.and_then(|cgroup| {
         create_in(
             &dir,
             &bundle,
@@ -142,6 +146,7 @@ fn create_in(
         cgroup,
         seccomp,
         gpu,
+        idmapped: crate::rootfs::idmap::prepare(bundle)?,
         console: match (&opts.console, process_terminal(bundle)) {
             (Some(socket), true) => Some(socket.connect()?),
             _ => None,

@@ -102,7 +102,8 @@ fn signal_all(state: &State, signal: i32) {
     let froze = !was_frozen && cg.set_frozen(true).is_ok();
     let mut pids = cg.pids();
     if pids.is_empty() && pidinfo::is_alive(state.pid, state.pid_start_time) {
-        pids.push(state.pid);
+        // No cgroup (rootless): the init's process tree is the container.
+        pids = crate::rootless::process_tree(state.pid);
     }
     for pid in pids {
         if let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {

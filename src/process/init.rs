@@ -44,7 +44,13 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
     // Until execve (which resets it), nothing in the container may open our /proc/PID/exe —
     // the host's gpurun binary (CVE-2019-5736) — e.g. a process exec'd in while we wait.
-    prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
+    // In a new user namespace only once mapped: a non-dumpable process' /proc files are
+    // root's, and a rootless parent could not write our maps (nothing can join us before).
+    // New, or joined by path before the clone: either way the parent puts us in our cgroup.
+    let userns = plan.namespaces.has(CloneFlags::CLONE_NEWUSER);
+    if !userns {
+        prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
+    }
     // The container dir lock belongs to the parent; our inherited copy would keep it held.
     sys::close_inherited(plan.lock_fd);
     // Device nodes and directories get exactly the modes asked for.
@@ -54,9 +60,9 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         .thread_set_mask()
         .map_err(Error::sys("sigprocmask"))?;
 
-    let userns = plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER);
     if userns {
-        become_namespace_root(chan)?;
+        crate::userns::become_root(chan)?;
+        prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
     }
     // Into the cgroup before anything else runs (the parent did it for a user namespace), then
     // (if asked) a cgroup namespace rooted there.
@@ -76,7 +82,8 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     // hierarchy (no cgroup namespace) or is not allowed (v1 in a user namespace).
     let bind_cgroups = !plan.namespaces.has(CloneFlags::CLONE_NEWCGROUP)
         || (userns && !rootfs::cgroupfs::is_unified_host());
-    rootfs::prepare(plan.bundle, bind_cgroups.then_some(plan.cgroup), userns)?;
+    let cgroup = bind_cgroups.then_some(plan.cgroup);
+    rootfs::prepare(plan.bundle, cgroup, userns, &plan.idmapped)?;
     if let Some(edits) = plan.gpu {
         // Built-in createContainer hook: the driver files are mounted, the root not yet pivoted.
         let hook = crate::gpu::ldcache::ContainerHook {
@@ -325,27 +332,18 @@ pub(super) fn switch_user(process: &Process, keep_admin: bool) -> Result<()> {
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    nix::unistd::setgroups(&groups).map_err(Error::sys("setgroups"))?;
+    // A rootless user namespace denies setgroups; with no groups asked there is nothing to do.
+    if !groups.is_empty() || crate::userns::setgroups_allowed() {
+        nix::unistd::setgroups(&groups).map_err(Error::sys(
+            "setgroups (denied in a rootless user namespace: drop additionalGids)",
+        ))?;
+    }
     let gid = Gid::from_raw(user.gid());
     setresgid(gid, gid, gid).map_err(Error::sys("setresgid"))?;
     let uid = Uid::from_raw(user.uid());
     setresuid(uid, uid, uid).map_err(Error::sys("setresuid"))?;
     prctl::set_keepcaps(false).map_err(Error::sys("prctl(PR_SET_KEEPCAPS)"))?;
     capabilities::apply_sets(caps, keep_admin)
-}
-
-/// In a new user namespace: wait for the parent to write our maps (step 0 of sync.rs), then
-/// take uid/gid 0 of the namespace — until then our ids are unmapped and we could not even
-/// create a file.
-fn become_namespace_root(chan: &Channel) -> Result<()> {
-    chan.expect(Msg::Mapped)?;
-    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(Error::sys(
-        "setresgid(0) in the user namespace (is container gid 0 mapped?)",
-    ))?;
-    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(Error::sys(
-        "setresuid(0) in the user namespace (is container uid 0 mapped?)",
-    ))?;
-    Ok(())
 }
 
 /// Block until `start` writes a byte into the exec fifo (see [`crate::container::start`]).

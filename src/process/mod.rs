@@ -38,4 +38,6 @@ pub struct CreatePlan<'a> {
     pub seccomp: Option<&'a crate::seccomp::Program>,
     /// GPU work in the container's root before pivot_root (symlinks, ld cache): the built-in hook.
     pub gpu: Option<&'a crate::gpu::RootEdits>,
+    /// Idmapped mounts, detached and idmapped by the parent; the init moves them into place.
+    pub idmapped: crate::rootfs::idmap::Prepared,
 }

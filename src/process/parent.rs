@@ -4,14 +4,14 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sched::CloneFlags;
+use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::sync::{self, Channel, Msg};
 use super::{init, CreatePlan};
 use crate::error::{Error, Result};
-use crate::namespaces::clone_in_pid_ns;
+use crate::namespaces::{clone_in_pid_ns, Join};
 use crate::sys::{self, Forked};
 
 /// A freshly cloned init, owned by this process until it is `Ready`.
@@ -29,8 +29,11 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
     let flags = (plan.namespaces.new - CloneFlags::CLONE_NEWCGROUP).bits();
     let cgroup_dir = plan.cgroup.clone_into_fd()?;
     let forked = clone_in_pid_ns(plan.namespaces.pid.as_ref(), || {
-        sys::clone_fork(flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()))
-            .map_err(Error::sys("clone3"))
+        match &plan.namespaces.user {
+            Some(user) => clone_in_user_ns(user, flags),
+            None => sys::clone_fork(flags, cgroup_dir.as_ref().map(|fd| fd.as_fd()))
+                .map_err(Error::sys("clone3")),
+        }
     })?;
     match forked {
         Forked::Child { in_cgroup } => {
@@ -45,7 +48,7 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
                 pidfd,
                 chan: parent_end,
             };
-            if plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER) {
+            if plan.namespaces.has(CloneFlags::CLONE_NEWUSER) {
                 if let Err(e) = map_user_namespace(plan, &init) {
                     init.kill_and_reap();
                     return Err(e);
@@ -56,11 +59,54 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
     }
 }
 
-/// Step 0 of sync.rs: give the init in its new user namespace an identity and its cgroup.
+/// A user namespace joined by path is entered first (runc's order), so that the namespaces
+/// the clone creates belong to it: by a short-lived intermediate process (we must stay in
+/// ours), whose clone uses CLONE_PARENT so the init is still our child. Returns in the init
+/// and in this process (with the init's pid), never in the intermediate.
+fn clone_in_user_ns(user: &Join, flags: i32) -> Result<Forked> {
+    let (rx, tx) = nix::unistd::pipe().map_err(Error::sys("pipe"))?;
+    match sys::clone_fork(0, None).map_err(Error::sys("clone3"))? {
+        Forked::Child { .. } => {
+            drop(rx);
+            let forked = setns(user.fd.as_fd(), CloneFlags::CLONE_NEWUSER)
+                .and_then(|()| sys::clone_fork(flags | libc::CLONE_PARENT, None));
+            let report = match forked {
+                Ok(Forked::Child { in_cgroup }) => return Ok(Forked::Child { in_cgroup }),
+                Ok(Forked::Parent { pid, .. }) => pid.as_raw(),
+                Err(errno) => -(errno as i32),
+            };
+            let _ = nix::unistd::write(&tx, &report.to_ne_bytes());
+            sys::exit_now(0)
+        }
+        Forked::Parent { pid, .. } => {
+            drop(tx);
+            let mut buf = [0u8; 4];
+            let n = nix::unistd::read(&rx, &mut buf);
+            let _ = waitpid(pid, None);
+            let init = match (n, i32::from_ne_bytes(buf)) {
+                (Ok(4), p) if p > 0 => Pid::from_raw(p),
+                (Ok(4), e) => {
+                    return Err(Error::sys_path("setns + clone3", &user.path)(
+                        nix::errno::Errno::from_raw(-e),
+                    ))
+                }
+                _ => return Err(Error::Init("intermediate process died".into())),
+            };
+            // Our child (CLONE_PARENT): its pid cannot be reused before we reap it.
+            let pidfd = sys::pidfd_open(init).map_err(Error::sys("pidfd_open"))?;
+            Ok(Forked::Parent { pid: init, pidfd })
+        }
+    }
+}
+
+/// Step 0 of sync.rs: give the init in its new user namespace an identity and its cgroup
+/// (a user namespace joined by path has its maps already).
 fn map_user_namespace(plan: &CreatePlan, init: &Init) -> Result<()> {
-    let linux = plan.bundle.spec.linux().as_ref();
-    let linux = linux.expect("validated: a user namespace comes with linux.uidMappings");
-    crate::userns::write_mappings(init.pid, linux)?;
+    if plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER) {
+        let linux = plan.bundle.spec.linux().as_ref();
+        let linux = linux.expect("validated: a user namespace comes with linux.uidMappings");
+        crate::userns::write_mappings(init.pid, linux)?;
+    }
     plan.cgroup.add(init.pid.as_raw())?;
     init.chan.send(&Msg::Mapped)
 }

@@ -75,6 +75,18 @@ pub fn spawn(
             "cannot exec in a stopped container".into(),
         ));
     }
+    // A rootless caller has no privilege over the container's other namespaces until it is in
+    // the container's user namespace: enter it first (runc's order for rootless), here in the
+    // single-threaded parent so the pid namespace below can be entered as well.
+    if crate::rootless::is_rootless() {
+        if let Some(i) = joins
+            .iter()
+            .position(|j| j.flag == CloneFlags::CLONE_NEWUSER)
+        {
+            let user = joins.remove(i);
+            setns(user.fd.as_fd(), user.flag).map_err(Error::sys_path("setns", &user.path))?;
+        }
+    }
     let pid_ns = joins
         .iter()
         .position(|j| j.flag == CloneFlags::CLONE_NEWPID)

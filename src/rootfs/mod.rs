@@ -5,6 +5,7 @@
 
 pub mod cgroupfs;
 pub mod devices;
+pub mod idmap;
 pub mod mounts;
 pub mod paths;
 pub mod pivot;
@@ -24,7 +25,13 @@ use crate::spec::Bundle;
 /// `own_cgroup`: the container's cgroup when it has no cgroup namespace of its own (its
 /// directories are then bind-mounted for `cgroup` mounts, see cgroupfs.rs).
 /// `userns`: the init is in a new user namespace (devices are then bound, not made).
-pub fn prepare(bundle: &Bundle, own_cgroup: Option<&Cgroup>, userns: bool) -> Result<()> {
+/// `idmapped`: the detached idmapped mounts the parent made, put in place of their entries.
+pub fn prepare(
+    bundle: &Bundle,
+    own_cgroup: Option<&Cgroup>,
+    userns: bool,
+    idmapped: &idmap::Prepared,
+) -> Result<()> {
     let spec = &bundle.spec;
     let rootfs = bundle.rootfs.as_path();
     // Nothing we mount below may propagate back to the host.
@@ -53,8 +60,8 @@ pub fn prepare(bundle: &Bundle, own_cgroup: Option<&Cgroup>, userns: bool) -> Re
     .map_err(Error::sys_path("open", rootfs))?;
 
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
-    for m in spec_mounts {
-        mounts::mount_entry(rootfs, &rootfd, &bundle.dir, m, own_cgroup)?;
+    for (i, m) in spec_mounts.iter().enumerate() {
+        mounts::mount_entry(rootfs, &rootfd, &bundle.dir, m, own_cgroup, idmapped.get(i))?;
     }
 
     // A bind of the host's /dev means the user manages devices themselves: then nothing is

@@ -77,7 +77,7 @@ pub fn parse_options(options: &[String]) -> MountOptions {
                 continue;
             }
             // Runtime-level or engine-level options with no mount(2) meaning.
-            "tmpcopyup" | "defaults" | "remount" => continue,
+            "tmpcopyup" | "defaults" | "remount" | "idmap" | "ridmap" => continue,
             other => {
                 if let Some(p) = propagation_flag(other) {
                     o.propagation.push(p);
@@ -100,6 +100,7 @@ pub fn mount_entry(
     bundle: &Path,
     m: &Mount,
     own_cgroup: Option<&Cgroup>,
+    idmapped: Option<&std::os::fd::OwnedFd>,
 ) -> Result<()> {
     let dest = m.destination().to_string_lossy().into_owned();
     let rel = resolve(rootfs, &dest)?;
@@ -136,13 +137,16 @@ pub fn mount_entry(
     if is_bind {
         let mut flags = MsFlags::MS_BIND;
         flags.set(MsFlags::MS_REC, opts.recursive);
-        mount(
-            source.as_deref(),
-            &target_path,
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
+        match idmapped {
+            Some(tree) => super::idmap::attach(tree, &target),
+            None => mount(
+                source.as_deref(),
+                &target_path,
+                None::<&str>,
+                flags,
+                None::<&str>,
+            ),
+        }
         .map_err(fail)?;
         // Flags such as ro/nosuid only take effect on a bind mount through a remount of the new
         // mount (reopen the target: the fd above still points at the covered inode).

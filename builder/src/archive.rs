@@ -48,7 +48,12 @@ fn is_tar_header(b: &[u8]) -> bool {
     else {
         return false;
     };
-    let sum: u32 = b[..512]
+    header_checksum(b) == want && b[0] != 0
+}
+
+/// The tar header checksum: the byte sum of the 512-byte header, its own field counted as spaces.
+fn header_checksum(b: &[u8]) -> u32 {
+    b[..512]
         .iter()
         .enumerate()
         .map(|(i, &x)| {
@@ -58,8 +63,7 @@ fn is_tar_header(b: &[u8]) -> bool {
                 x as u32
             }
         })
-        .sum();
-    sum == want && b[0] != 0
+        .sum()
 }
 
 /// The compression of `p` if it is a tar archive ADD must extract; None for any other file.
@@ -127,17 +131,7 @@ mod tests {
         // a v7 (pre-POSIX) header: no magic, checksum only
         let mut v7 = tar.clone();
         v7[257..265].fill(0);
-        let sum: u32 = v7[..512]
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| {
-                if (148..156).contains(&i) {
-                    32
-                } else {
-                    x as u32
-                }
-            })
-            .sum();
+        let sum = header_checksum(&v7);
         v7[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         assert!(is_tar_header(&v7));
         v7[0] ^= 1;

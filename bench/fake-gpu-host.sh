@@ -2,7 +2,7 @@
 # Build a fake NVIDIA host under DIR for GPU benchmarks and demos without a GPU (the shell
 # twin of integration/src/gpu.rs): 2×H100 described for the mock NVML, a driver root with
 # tiny real shared objects and its own ld.so.cache, an nvidia-smi stand-in, a dev root with
-# mknod'ed nodes, and DIR/config.toml. Then: GPURUN_CONFIG=DIR/config.toml
+# mknod'ed nodes, a driver procfs, and DIR/config.toml. Then: GPURUN_CONFIG=DIR/config.toml
 # MOCK_NVML_CONFIG=DIR/machine.json gpurun … (a container with NVIDIA_VISIBLE_DEVICES=all).
 # Usage: bench/fake-gpu-host.sh DIR [MOCK_NVML_SO]   (needs root for mknod, and cc)
 set -eu
@@ -33,10 +33,21 @@ gpu() {
 	printf ' "pci_bus_id": "00000000:1%s:00.0", "memory_total": 85520809984, "compute_capability": [9, 0], "brand": 14}' "$1"
 }
 echo "{\"driver_version\": \"$V\", \"cuda_version\": 12040, \"devices\": [$(gpu 0), $(gpu 1)]}" >"$DIR/machine.json"
+# The kernel driver's procfs, which a real host always has with the driver loaded: gpurun reads
+# whole GPUs there at create and leaves NVML for MIG and requirement checks.
+mkdir -p "$DIR/proc-driver/nvidia/gpus"
+echo "NVRM version: NVIDIA UNIX x86_64 Kernel Module  $V  Release Build" >"$DIR/proc-driver/nvidia/version"
+for i in 0 1; do
+	d=$DIR/proc-driver/nvidia/gpus/0000:1$i:00.0
+	mkdir -p "$d"
+	printf 'Model: \t\t NVIDIA H100 80GB HBM3\nGPU UUID: \t GPU-%s-1111-2222-3333-444444444444\nBus Location: \t 0000:1%s:00.0\nDevice Minor: \t %s\nGPU Excluded:\t No\n' \
+		"$i$i$i$i$i$i$i$i" "$i" "$i" >"$d/information"
+done
 cat >"$DIR/config.toml" <<TOML
 [nvidia]
 driver-root = "$DIR/driver"
 dev-root = "$DIR/devroot"
 nvml-library = "$NVML"
 cdi-spec-dirs = ["$DIR/cdi"]
+procfs = "$DIR/proc-driver/nvidia"
 TOML

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the GPU path costs: create→start→wait→delete of the same /bin/true container, plain vs
-# NVIDIA_VISIBLE_DEVICES=all (2 GPUs, compute+utility, ld cache) on the mock NVML and a fake
+# NVIDIA_VISIBLE_DEVICES=all (2 GPUs, compute+utility, ld cache) on a fake driver (its procfs, the
+# mock NVML) and a fake
 # driver (bench/fake-gpu-host.sh), interleaved hyperfine rounds, gpurun only.
 # A third command does the GPU container with ldconfig = "builtin" (no ldconfig process).
 # Usage: bench/gpu.sh [GPURUN_BIN]   Env: BENCH_RUNS (default 50), BENCH_ROUNDS (default 5).
@@ -49,4 +50,4 @@ median() {
 		| . * 1000' "$TMP"/round*.json
 }
 plain=$(median plain) gpu=$(median gpu) builtin=$(median builtin)
-awk -v p="$plain" -v g="$gpu" -v b="$builtin" 'BEGIN { printf "| (g) GPU container create→start→wait→delete, mock NVML (ms) | %.2f | – | – | – | plain %.2f ms: the GPU path adds %.2f ms (ldconfig), %.2f ms with ldconfig = \"builtin\" |\n", g, p, g - p, b - p }'
+awk -v p="$plain" -v g="$gpu" -v b="$builtin" 'BEGIN { printf "| (g) GPU container create→start→wait→delete, fake driver (ms) | %.2f | – | – | – | plain %.2f ms: the GPU path adds %.2f ms (ldconfig), %.2f ms with ldconfig = \"builtin\" |\n", g, p, g - p, b - p }'

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # What the GPU path costs: create→start→wait→delete of the same /bin/true container, plain vs
-# NVIDIA_VISIBLE_DEVICES=all (2 GPUs, compute+utility, ld cache) on a fake driver (its procfs, the
-# mock NVML) and a fake
-# driver (bench/fake-gpu-host.sh), interleaved hyperfine rounds, gpurun only.
+# NVIDIA_VISIBLE_DEVICES=all (2 GPUs, compute+utility, ld cache) on a fake driver
+# (bench/fake-gpu-host.sh: its procfs, the mock NVML), interleaved hyperfine rounds, gpurun only.
 # A third command does the GPU container with ldconfig = "builtin" (no ldconfig process).
 # Usage: bench/gpu.sh [GPURUN_BIN]   Env: BENCH_RUNS (default 50), BENCH_ROUNDS (default 5).
 # Prints one markdown table row; bench/run.sh appends it to bench/results.md.

@@ -19,21 +19,22 @@ pub fn enable_controllers(mountpoint: &Path, dir: &Path) -> Result<()> {
     let mut current = mountpoint.to_path_buf();
     let comps: Vec<_> = rel.components().collect();
     for comp in &comps {
+        let control = current.join("cgroup.subtree_control");
+        let enabled = read(&control).unwrap_or_default();
+        let missing: Vec<&str> = available
+            .split_whitespace()
+            .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+            .collect();
         // A cgroup below the root that holds processes must get no controllers: the kernel
         // refuses domain ones ("no internal processes") but accepts threaded ones (pids,
         // cpuset), which would make it a thread root and every new child "domain invalid",
         // unable to hold a process (clone3 into it fails with EOPNOTSUPP).
-        if current != mountpoint && has_processes(&current) {
+        if !missing.is_empty() && current != mountpoint && has_processes(&current) {
             break;
         }
-        let control = current.join("cgroup.subtree_control");
-        let enabled = read(&control).unwrap_or_default();
-        for c in available
-            .split_whitespace()
-            .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
-        {
-            // A controller the kernel refuses here (e.g. a parent with processes of its own:
-            // "no internal processes") shows up as a missing file when a limit needs it.
+        for c in missing {
+            // A controller the kernel refuses here shows up as a missing file when a limit
+            // needs it.
             let _ = write(&control, &format!("+{c}"));
         }
         current.push(comp);

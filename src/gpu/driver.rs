@@ -257,16 +257,18 @@ fn find_bins(cfg: &Config, caps: Caps, lib_dirs: &[String]) -> Vec<String> {
             continue;
         }
         for name in names {
-            let candidates: Vec<String> = dirs
-                .iter()
-                .map(|d| format!("{d}/{name}"))
-                .filter(|p| cfg.driver_path(p).is_file())
-                .collect();
-            let found = candidates
-                .iter()
-                .find(|p| is_elf(&cfg.driver_path(p)))
-                .or(candidates.first())
-                .cloned();
+            // The first ELF on the list, else the first file of any kind.
+            let mut found: Option<String> = None;
+            for p in dirs.iter().map(|d| format!("{d}/{name}")) {
+                let host = cfg.driver_path(&p);
+                if is_elf(&host) {
+                    found = Some(p);
+                    break;
+                }
+                if found.is_none() && host.is_file() {
+                    found = Some(p);
+                }
+            }
             if let Some(p) = found.filter(|p| !bins.contains(p)) {
                 bins.push(p);
             }

@@ -1,6 +1,11 @@
 # gpurun — see README.md. `make demo` runs a real container, `make test` runs every test.
 CARGO  ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
+RUSTC  ?= $(shell command -v rustc || echo $(HOME)/.cargo/bin/rustc)
 GPURUN := target/release/gpurun
+# gpurun itself is linked statically (static-pie glibc): no ld.so, no libc.so mapped, a
+# smaller resident set and a faster start. Its NVML helper, gpurun-nvml, stays dynamic.
+HOST   := $(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')
+STATIC := target/$(HOST)/release/gpurun
 APT_PACKAGES := busybox-static uidmap golang-github-containers-common libcap2-bin gcc umoci skopeo debootstrap docker-registry libssl-dev pkg-config python3
 
 .PHONY: all build deps bundle demo test unit integration vmtest lint bench clean build-test build-bench
@@ -17,6 +22,9 @@ deps:
 
 build:
 	$(CARGO) build --release --workspace --all-targets
+	$(CARGO) build --release -p gpurun --bin gpurun --target $(HOST) \
+		--config 'target.$(HOST).rustflags = ["-C", "target-feature=+crt-static"]'
+	install -s -m 0755 $(STATIC) $(GPURUN)
 
 bundle: deps
 	bundles/build.sh

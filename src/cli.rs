@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::logging::LogFormat;
 
+// The global options go before the command, as runc's do. They are not clap `global`
+// args: clap would copy each of them into every subcommand at every start (most of the
+// heap a short command like `state` uses).
 #[derive(Parser, Debug)]
 #[command(
     name = "gpurun",
@@ -15,19 +18,19 @@ use crate::logging::LogFormat;
 pub struct Cli {
     /// Directory for container state [default: /run/gpurun; for non-root callers
     /// $XDG_RUNTIME_DIR/gpurun]
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub root: Option<PathBuf>,
     /// Also write errors (and, with --debug, debug messages) to this file
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub log: Option<PathBuf>,
     /// Format of the --log file
-    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    #[arg(long = "log-format", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log debug messages to the --log file
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub debug: bool,
     /// Manage cgroups through systemd (not supported: gpurun manages cgroupfs directly)
-    #[arg(long = "systemd-cgroup", global = true)]
+    #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
     /// Print the version
     #[arg(short = 'v', long)]

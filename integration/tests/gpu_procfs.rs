@@ -83,3 +83,42 @@ fn gpu_procfs_fast_path_matches_nvml() {
     assert_eq!(out.stdout.trim(), "nvidia0 nvidia1", "{}", out.describe());
     env.assert_clean();
 }
+
+/// NVML is loaded by the `gpurun-nvml` helper beside the binary, never by gpurun itself: a
+/// gpurun installed without it still runs procfs-only GPU containers, and a request that needs
+/// NVML fails naming the missing helper, leaving nothing behind.
+#[test]
+fn gpu_nvml_helper_is_a_separate_program() {
+    let Some((env, host)) = gpu_env("gpu_nvml_helper", h100x2()) else {
+        return;
+    };
+    host.write_procfs();
+    let alone = env.dir.join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    let gpurun = alone.join("gpurun");
+    std::fs::copy(bin(), &gpurun).unwrap();
+    let run = |vars: &[&str]| {
+        env.config(|s| {
+            set_args(s, &["sh", "-c", "ls /dev | grep -c '^nvidia[0-9]'"]);
+            with_env(vars)(s);
+        });
+        let mut cmd = std::process::Command::new(&gpurun);
+        cmd.arg("--root").arg(&env.state).args(["run", "--bundle"]);
+        cmd.arg(&env.bundle).arg(env.id());
+        cmd.envs(env.extra_env.borrow().iter().cloned());
+        // Only the directory beside the binary and PATH are searched: keep PATH free of it.
+        cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        env.command_out(cmd)
+    };
+    let out = run(&["NVIDIA_VISIBLE_DEVICES=all"]);
+    assert!(out.ok(), "procfs needs no helper: {}", out.describe());
+    assert_eq!(out.stdout.trim(), "2", "{}", out.describe());
+    let out = run(&["NVIDIA_VISIBLE_DEVICES=0:0"]);
+    assert!(!out.ok(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("cannot run the NVML helper") && out.stderr.contains("gpurun-nvml"),
+        "{}",
+        out.describe()
+    );
+    env.assert_clean();
+}

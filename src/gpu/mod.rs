@@ -18,6 +18,7 @@ pub mod ldsocache;
 pub mod ldsocache_write;
 pub mod migcaps;
 pub mod nvml;
+pub mod nvml_query;
 pub mod procfs;
 pub mod require;
 pub mod select;

@@ -1,13 +1,21 @@
-//! GPU discovery through NVML (`nvml-wrapper`, the library loaded at run time from the
-//! configured path), and resolving a selection against what was found.
+//! The machine's GPUs as NVML reports them, and resolving a selection against them.
+//!
+//! NVML itself (a vendor library that may start threads) is never loaded into gpurun: the
+//! `gpurun-nvml` helper beside the binary loads it ([`super::nvml_query`]) and prints the
+//! [`Machine`] as JSON. That keeps gpurun free of threads before it clones the init, lets
+//! gpurun be linked statically (a static binary cannot dlopen the driver's library safely),
+//! and costs one exec only when NVML is needed at all (MIG devices, requirement checks,
+//! `cdi generate`): whole GPUs come from the driver's procfs ([`super::procfs`]).
 
-use nvml_wrapper::Nvml;
-use serde::Serialize;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
 
 use super::select::Visible;
 use super::GpuError;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub driver_version: String,
     /// CUDA driver API version as NVML reports it (12040 = 12.4).
@@ -15,7 +23,7 @@ pub struct Machine {
     pub gpus: Vec<Gpu>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Gpu {
     pub index: u32,
     pub uuid: String,
@@ -29,7 +37,7 @@ pub struct Gpu {
     pub mig: Vec<MigDevice>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MigDevice {
     pub index: u32,
     pub uuid: String,
@@ -54,60 +62,10 @@ impl Machine {
         )
     }
 
-    /// Every GPU through NVML at `library` (a path or a soname).
+    /// Every GPU through NVML at `library` (a path or a soname), asked of the
+    /// `gpurun-nvml` helper: see [`query`].
     pub fn discover(library: &str) -> Result<Machine, GpuError> {
-        let nv = |what: &'static str| {
-            move |e: nvml_wrapper::error::NvmlError| GpuError::Nvml(format!("{what}: {e}"))
-        };
-        let nvml = Nvml::builder()
-            .lib_path(std::ffi::OsStr::new(library))
-            .init()
-            .map_err(|e| {
-                GpuError::Nvml(format!(
-                    "cannot load NVML from {library} (is the NVIDIA driver installed? nvml-library in the gpurun config names the library): {e}"
-                ))
-            })?;
-        let mut gpus = Vec::new();
-        for index in 0..nvml.device_count().map_err(nv("device count"))? {
-            let d = nvml.device_by_index(index).map_err(nv("device handle"))?;
-            let cc = d
-                .cuda_compute_capability()
-                .map_err(nv("compute capability"))?;
-            let mig_on = d.mig_mode().map(|m| m.current == 1).unwrap_or(false);
-            let mut mig = Vec::new();
-            if mig_on {
-                for j in 0..d.mig_device_count().map_err(nv("MIG device count"))? {
-                    let Ok(m) = d.mig_device_by_index(j) else {
-                        continue;
-                    };
-                    mig.push(MigDevice {
-                        index: j,
-                        uuid: m.uuid().map_err(nv("MIG UUID"))?,
-                        memory_total: m.memory_info().map(|i| i.total).unwrap_or(0),
-                        instance: crate::sys::nvml_mig_instance_ids(nvml.lib(), &m),
-                    });
-                }
-            }
-            gpus.push(Gpu {
-                index,
-                uuid: d.uuid().map_err(nv("UUID"))?,
-                minor: d.minor_number().map_err(nv("minor number"))?,
-                pci_bus_id: d.pci_info().map_err(nv("PCI info"))?.bus_id,
-                name: d.name().map_err(nv("name"))?,
-                memory_total: d.memory_info().map(|i| i.total).unwrap_or(0),
-                cc: (cc.major, cc.minor),
-                brand: d
-                    .brand()
-                    .map(|b| format!("{b:?}").to_ascii_lowercase())
-                    .unwrap_or_else(|_| "unknown".into()),
-                mig,
-            });
-        }
-        Ok(Machine {
-            driver_version: nvml.sys_driver_version().map_err(nv("driver version"))?,
-            cuda_version: nvml.sys_cuda_driver_version().map_err(nv("CUDA version"))?,
-            gpus,
-        })
+        query(library)
     }
 
     /// The devices `visible` names, in the order given, without duplicates.
@@ -182,6 +140,43 @@ impl Machine {
         }
         Err(unknown(format!("no GPU or MIG device matches {item:?} (use an index, a GPU-/MIG- UUID, a PCI bus id or g:m)")))
     }
+}
+
+/// The helper's file name; it is looked up beside the running gpurun, then in PATH.
+pub const HELPER: &str = "gpurun-nvml";
+
+fn helper_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(HELPER)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(HELPER))
+}
+
+/// Run `gpurun-nvml LIBRARY` and read its answer: the machine as JSON on stdout, or the
+/// reason NVML failed on stderr (exit status 1).
+fn query(library: &str) -> Result<Machine, GpuError> {
+    let helper = helper_path();
+    let out = Command::new(&helper)
+        .arg(library)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            GpuError::Nvml(format!(
+                "cannot run the NVML helper {} ({e}): install {HELPER} beside gpurun",
+                helper.display()
+            ))
+        })?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        let why = why.trim().trim_start_matches("gpu: NVML: ");
+        return Err(GpuError::Nvml(match why.is_empty() {
+            true => format!("{} failed: {}", helper.display(), out.status),
+            false => why.to_string(),
+        }));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| GpuError::Nvml(format!("{}: unreadable answer: {e}", helper.display())))
 }
 
 /// PCI bus ids compare without case and with the domain's width normalised

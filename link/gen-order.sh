@@ -4,6 +4,7 @@
 # Usage (as root): link/gen-order.sh BIN OUT
 #   BIN: an unstripped gpurun (the symbol names come from it: trace the build you will relink)
 #   OUT: the ordering file to write (one mangled symbol per line)
+# Env: GEN_ORDER_EXACT=1 steps every instruction (no steptrace -f: slower, misses nothing).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -12,6 +13,8 @@ REPO=$(cd "$HERE/.." && pwd)
 BIN=$(readlink -f "$1")
 OUT=$2
 ID=go$$ # container-id prefix, unique to this run
+FAST=-f
+[ "${GEN_ORDER_EXACT:-0}" = 1 ] && FAST=""
 TMP=""
 
 log() { printf '\033[1m[gen-order]\033[0m %s\n' "$*" >&2; }
@@ -55,7 +58,7 @@ trap 'exit 130' INT TERM
 setup() {
 	TMP=$(mktemp -d /tmp/gen-order.XXXXXX)
 	mkdir -p "$TMP/root" "$TMP/traces" "$TMP/spec"
-	gcc -O2 -o "$TMP/steptrace" "$HERE/steptrace.c"
+	gcc -O2 -o "$TMP/steptrace" "$HERE"/steptrace.c "$HERE"/steptrace-text.c "$HERE"/steptrace-fast.c
 	"$REPO/bundles/build.sh" "$TMP/true" >/dev/null
 	jq '.process.args = ["/bin/true"] | .process.terminal = false | del(.linux.cgroupsPath)' \
 		"$REPO/bundles/configs/hello.json" >"$TMP/true/config.json"
@@ -72,21 +75,31 @@ trace() {
 	N=$((N + 1))
 	f=$TMP/traces/$(printf %02d "$N")-$name
 	t0=$(date +%s.%N)
-	"$TMP/steptrace" "$f.txt" "$BIN" "$@" </dev/null >"$f.out" 2>"$f.err" || rc=$?
+	# shellcheck disable=SC2086 # FAST: one flag or none
+	"$TMP/steptrace" $FAST "$f.txt" "$BIN" "$@" </dev/null >"$f.out" 2>"$f.err" || rc=$?
 	t1=$(date +%s.%N)
 	[ $rc -eq 0 ] || die "gpurun $* exited $rc under steptrace: $(cat "$f.err")"
 	log "$(printf '%-16s %6.1f s  %s' "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
 		"$(grep '^steptrace:' "$f.err" | sed 's/^steptrace: //')")"
 }
 
-# Wait until container $1's state reads "stopped" (its init was SIGKILLed: let it be reaped).
+# Wait until container $1's state reads "stopped" (its process ran and exited, or was killed).
 wait_stopped() {
-	local i
-	for i in $(seq 100); do
+	local _
+	for _ in $(seq 200); do
 		gpurun state "$1" 2>/dev/null | jq -e '.status == "stopped"' >/dev/null && return 0
 		sleep 0.05
 	done
 	die "container $1 did not stop"
+}
+
+# Container $1 runs, and its init is not left stopped by the tracer (it was detached).
+check_running() {
+	local pid st
+	pid=$(gpurun state "$1" | jq -e -r 'select(.status == "running") | .pid') ||
+		die "container $1 is not running"
+	st=$(awk '{ print $3 }' "/proc/$pid/stat")
+	[ "$st" != T ] && [ "$st" != t ] || die "container $1's init $pid is stopped"
 }
 
 run_traces() {
@@ -95,12 +108,14 @@ run_traces() {
 	trace create $r "$root" create --bundle "$TMP/true" "$ID-a"
 	trace start $r "$root" start "$ID-a"
 	trace state $r "$root" state "$ID-a"
+	wait_stopped "$ID-a" # its init, detached by the create trace, ran /bin/true on start
 	gpurun create --bundle "$TMP/true" "$ID-b"
 	trace kill-created $r "$root" kill "$ID-b" KILL
 	wait_stopped "$ID-b"
 	trace delete $r "$root" delete "$ID-b"
 	gpurun delete "$ID-a"
 	trace run-detached $r "$root" run -d --bundle "$TMP/sleep" "$ID-d"
+	check_running "$ID-d"
 	trace state-running $r "$root" state "$ID-d"
 	trace exec $r "$root" exec "$ID-d" /bin/true
 	trace ps $r "$root" ps "$ID-d"
@@ -158,7 +173,7 @@ write_order() {
 			if ($2 in seen) next
 			seen[$2] = 1
 			f = find(hex($2))
-			if (!f) { unmapped++; next }
+			if (!f) { if (unmapped++ < 5) where = where " " $2 " (" cmd ")"; next }
 			if (f in done) next
 			done[f] = 1; newf++; total++; bytes += end[f] - start[f]
 			n = split(names[f], alias, "\n")
@@ -169,6 +184,7 @@ write_order() {
 			for (i = 1; i <= ncmd; i++) { split(summary[i], p, " "); printf "  %-16s %6d new functions\n", p[1], p[2] > "/dev/stderr" }
 			printf "  total: %d functions, %.0f KiB of %.0f KiB .text (%.1f%%); %d addresses outside any symbol\n",
 				total, bytes / 1024, text / 1024, 100 * bytes / text, unmapped > "/dev/stderr"
+			if (unmapped) print "  outside any symbol:" where > "/dev/stderr"
 		}
 	' "$TMP/syms" "$TMP"/traces/*.txt
 	mv "$OUT.tmp" "$OUT"
@@ -176,7 +192,7 @@ write_order() {
 
 install_deps
 setup
-log "tracing $BIN (each command single-stepped: expect minutes)"
+log "tracing $BIN (each command single-stepped${FAST:+, library calls fast-forwarded}: expect minutes)"
 run_traces
 write_order
 log "wrote $OUT ($(wc -l <"$OUT") symbols)"

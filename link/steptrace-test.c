@@ -1,5 +1,7 @@
 // A program for test-steptrace.sh to trace: each *_only function runs in exactly one kind of
 // process, so the trace shows which processes steptrace followed. Exits 42 when all went well.
+// Built with -fno-plt, so that its libc calls are the `call *GOT` that steptrace -f
+// fast-forwards; the *_cb functions check what -f must still see.
 //
 // Usage: steptrace-test FIFO
 //   A forked child is left blocked opening FIFO after this program exits (as gpurun's `create`
@@ -10,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,8 +24,35 @@ NOINLINE void *thread_only(void *p) { return (void *)((long)p * 11 + 4); }
 NOINLINE int leftover_child_only(int x) { return x * 17 + 6; }
 NOINLINE int never_called(int x) { return x * 13 + 5; }
 
-static volatile sig_atomic_t got_usr1;
+static volatile sig_atomic_t got_usr1, got_alarm;
 NOINLINE void on_usr1(int sig) { got_usr1 = sig; }
+NOINLINE void on_alarm_cb(int sig) { got_alarm = sig; }
+NOINLINE int compare_cb(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+NOINLINE int compare_third_cb(const void *a, const void *b) { return *(const int *)b - *(const int *)a; }
+NOINLINE int after_free_runs(int x) { return x * 19 + 7; }
+
+// -f: library calls seen to return straight back are run free from their third call on;
+// one seen calling back (qsort) never is; a signal during a free run has its handler stepped.
+static int library_calls(int r)
+{
+	for (int i = 0; i < 5; i++)
+		r += getppid() & 1;
+	int v[3] = {3, 1, 2};
+	qsort(v, 3, sizeof *v, compare_cb);
+	qsort(v, 1, sizeof *v, compare_cb); // one element: returns without calling back
+	qsort(v, 1, sizeof *v, compare_cb);
+	qsort(v, 3, sizeof *v, compare_third_cb); // stepped: qsort was seen calling back
+	if (v[0] != 3)
+		return -1;
+	signal(SIGALRM, on_alarm_cb);
+	usleep(1);
+	usleep(1);
+	struct itimerval it = {.it_value = {.tv_usec = 50000}};
+	setitimer(ITIMER_REAL, &it, 0);
+	while (!got_alarm)
+		usleep(5000000); // the third call: run free until SIGALRM
+	return after_free_runs(r);
+}
 
 int main(int argc, char **argv)
 {
@@ -36,6 +66,8 @@ int main(int argc, char **argv)
 	if (!got_usr1)
 		return 90;
 	int r = parent_only(argc);
+	if (library_calls(r) < 0)
+		return 94;
 
 	pid_t p = fork();
 	if (p == 0)

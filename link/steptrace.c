@@ -1,12 +1,12 @@
 // steptrace: single-step a program and every process/thread it creates, and record which
 // instructions of the program's own executable ran, in first-execution order.
 //
-// Usage: steptrace OUT.txt PROGRAM ARGS...
+// Usage: steptrace [-f] OUT.txt PROGRAM ARGS...
 //
 // OUT.txt gets one `seq hexaddr` line per distinct instruction address, where hexaddr is the
 // link-time virtual address (what `nm` prints) and seq the order in which it was first seen
 // across all traced processes. Only addresses inside PROGRAM's executable mappings count;
-// time spent in ld.so, libc and the vdso is stepped through but not recorded.
+// code elsewhere (libc, ld.so, the vdso) is stepped through but not recorded.
 //
 // What is followed: PROGRAM's own exec, then every clone/fork/vfork of it (threads too, and
 // children in new namespaces). A traced process that execs anything later (the container's
@@ -18,33 +18,32 @@
 // breakpoint at PROGRAM's entry point lets it run free until then. Nothing of PROGRAM's own
 // code runs before its entry (ld.so leaves the executable's constructors to libc's start code).
 //
+// -f (fast-forward): a call from PROGRAM into a library function (malloc, memcpy, ...) that was
+// seen to return twice before without running any of PROGRAM's code in between is no longer
+// stepped: a hardware breakpoint on its return address lets it run free. A signal during
+// such a call ends the free run (its handler is stepped). This halves the steps of a
+// container runtime's commands; what it could miss is a callback (a library function calling
+// PROGRAM's code) that did not happen in the first calls and happens in a later one.
+//
 // valgrind/callgrind would give the same list, but cannot run a container runtime (missing
-// syscalls). Build: gcc -O2 -o steptrace steptrace.c
+// syscalls). Build: gcc -O2 -o steptrace steptrace.c steptrace-text.c steptrace-fast.c
 #define _GNU_SOURCE
-#include <elf.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#ifndef __x86_64__
-#error "steptrace reads RIP: x86_64 only"
-#endif
+#include "steptrace.h"
 
-static void die(const char *fmt, ...)
+void die(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -55,7 +54,7 @@ static void die(const char *fmt, ...)
 	exit(125);
 }
 
-static void *xrealloc(void *p, size_t n)
+void *xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n);
 	if (!p)
@@ -63,183 +62,8 @@ static void *xrealloc(void *p, size_t n)
 	return p;
 }
 
-// ---- set of seen addresses: open addressing, linear probing; `order` keeps first-seen order.
-// 0 marks an empty slot (no instruction lives at link-time address 0).
-
-static uint64_t *slots;
-static size_t nslots; // power of two
-static uint64_t *order;
-static size_t nseen, order_cap;
-
-static size_t slot_of(uint64_t a)
-{
-	return (size_t)((a * 0x9E3779B97F4A7C15ull) >> 20) & (nslots - 1);
-}
-
-static void set_grow(void)
-{
-	uint64_t *old = slots;
-	size_t oldn = nslots;
-	nslots = nslots ? nslots * 2 : 1 << 16;
-	slots = calloc(nslots, sizeof *slots);
-	if (!slots)
-		die("out of memory");
-	for (size_t i = 0; i < oldn; i++) {
-		if (!old[i])
-			continue;
-		size_t j = slot_of(old[i]);
-		while (slots[j])
-			j = (j + 1) & (nslots - 1);
-		slots[j] = old[i];
-	}
-	free(old);
-}
-
-static void see(uint64_t a)
-{
-	size_t j = slot_of(a);
-	while (slots[j]) {
-		if (slots[j] == a)
-			return;
-		j = (j + 1) & (nslots - 1);
-	}
-	slots[j] = a;
-	if (nseen == order_cap) {
-		order_cap = order_cap ? order_cap * 2 : 1 << 16;
-		order = xrealloc(order, order_cap * sizeof *order);
-	}
-	order[nseen++] = a;
-	if (nseen * 2 > nslots)
-		set_grow();
-}
-
-// ---- PROGRAM's text: its executable mappings and the load bias (runtime - link-time address).
-// fork/clone children share the layout; anything that execs again is detached, so one layout
-// serves every tracee.
-
-#define MAX_TEXT 8
-static struct {
-	uint64_t start, end;
-} text[MAX_TEXT];
-static int ntext;
-static uint64_t bias;
-static bool layout_ready; // PROGRAM's exec was seen
-static uint64_t entry;    // runtime address of PROGRAM's entry point
-static long entry_word;   // the original word at `entry`, under our int3
-static bool stepping;     // the entry point was reached: single-step from now on
-
-// Link-time vaddr of file offset `off` of an executable mapping, from the ELF's executable
-// PT_LOAD header (a page may hold the ends of two segments; only the r-x one is ours).
-static bool vaddr_of_offset(const char *exe, uint64_t off, uint64_t *vaddr, uint64_t *e_entry)
-{
-	FILE *f = fopen(exe, "rb");
-	if (!f)
-		die("open %s: %s", exe, strerror(errno));
-	Elf64_Ehdr eh;
-	if (fread(&eh, sizeof eh, 1, f) != 1 || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
-	    eh.e_ident[EI_CLASS] != ELFCLASS64)
-		die("%s: not a 64-bit ELF file", exe);
-	*e_entry = eh.e_entry;
-	bool found = false;
-	for (int i = 0; i < eh.e_phnum && !found; i++) {
-		Elf64_Phdr ph;
-		if (fseek(f, (long)(eh.e_phoff + (uint64_t)i * eh.e_phentsize), SEEK_SET) ||
-		    fread(&ph, sizeof ph, 1, f) != 1)
-			die("%s: truncated program headers", exe);
-		// The mapping starts page-aligned at or below p_offset: compare page-aligned.
-		uint64_t pg_off = ph.p_offset & ~(uint64_t)0xfff;
-		if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X) && off >= pg_off && off < ph.p_offset + ph.p_filesz) {
-			*vaddr = (ph.p_vaddr & ~(uint64_t)0xfff) + (off - pg_off);
-			found = true;
-		}
-	}
-	fclose(f);
-	return found;
-}
-
-// Called at PROGRAM's exec stop: find its r-x mappings in /proc/PID/maps.
-static void load_layout(pid_t pid)
-{
-	char path[64], exe[4096];
-	snprintf(path, sizeof path, "/proc/%d/exe", pid);
-	ssize_t n = readlink(path, exe, sizeof exe - 1);
-	if (n < 0)
-		die("readlink %s: %s", path, strerror(errno));
-	exe[n] = 0;
-	struct stat st;
-	if (stat(path, &st))
-		die("stat %s: %s", path, strerror(errno));
-
-	snprintf(path, sizeof path, "/proc/%d/maps", pid);
-	FILE *m = fopen(path, "r");
-	if (!m)
-		die("open %s: %s", path, strerror(errno));
-	char line[4096 + 128];
-	while (fgets(line, sizeof line, m)) {
-		unsigned long long start, end, off, ino;
-		unsigned maj, min;
-		char perms[8];
-		int name_at = 0;
-		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &off, &maj,
-			   &min, &ino, &name_at) < 7)
-			continue;
-		line[strcspn(line, "\n")] = 0;
-		bool same_file = (ino == st.st_ino && maj == major(st.st_dev) && min == minor(st.st_dev)) ||
-				 (name_at && strcmp(line + name_at, exe) == 0);
-		if (!same_file || perms[2] != 'x')
-			continue;
-		uint64_t vaddr;
-		if (!vaddr_of_offset(exe, off, &vaddr, &entry))
-			die("%s: no PT_LOAD maps file offset %#llx", exe, off);
-		if (ntext == MAX_TEXT)
-			die("%s: more than %d executable mappings", exe, MAX_TEXT);
-		text[ntext].start = start;
-		text[ntext].end = end;
-		ntext++;
-		bias = start - vaddr; // the same for every segment of one ELF object
-	}
-	fclose(m);
-	if (!ntext)
-		die("no executable mapping of %s in %s", exe, path);
-	layout_ready = true;
-
-	// Run to the entry point: plant an int3 there (the process is alone in its memory now).
-	entry += bias;
-	errno = 0;
-	entry_word = ptrace(PTRACE_PEEKTEXT, pid, entry, 0);
-	if (errno || ptrace(PTRACE_POKETEXT, pid, entry, (void *)((entry_word & ~0xffL) | 0xcc)))
-		die("breakpoint at entry %#llx of %d: %s", (unsigned long long)entry, pid, strerror(errno));
-}
-
-// The int3 at the entry point was hit (RIP is just past it): put the code back, rewind.
-static void entry_reached(pid_t pid)
-{
-	if (ptrace(PTRACE_POKETEXT, pid, entry, (void *)entry_word) ||
-	    ptrace(PTRACE_POKEUSER, pid, offsetof(struct user_regs_struct, rip), (void *)entry))
-		die("removing the entry breakpoint of %d: %s", pid, strerror(errno));
-	stepping = true;
-}
-
-static void record_rip(pid_t pid)
-{
-	errno = 0;
-	long rip = ptrace(PTRACE_PEEKUSER, pid, offsetof(struct user_regs_struct, rip), 0);
-	if (rip == -1 && errno)
-		return; // the tracee vanished (SIGKILL): its exit is reported next
-	for (int i = 0; i < ntext; i++)
-		if ((uint64_t)rip >= text[i].start && (uint64_t)rip < text[i].end) {
-			see((uint64_t)rip - bias);
-			return;
-		}
-}
-
 // ---- tracees. Few at a time (a runtime makes a handful of processes): a plain array.
 
-struct tracee {
-	pid_t pid;
-	bool started;   // its first stop (the auto-attach SIGSTOP) was seen
-	bool stop_sent; // we sent SIGSTOP to detach it (after PROGRAM exited)
-};
 static struct tracee *tracees;
 static int ntracees, tracees_cap;
 static bool finishing; // PROGRAM's first process exited: detach everyone left
@@ -271,19 +95,41 @@ static void drop(pid_t pid)
 		*t = tracees[--ntracees];
 }
 
-static void detach(pid_t pid)
+static void detach(struct tracee *t)
 {
+	if (t->skipping)
+		set_breakpoint(t, 0);
 	// ESRCH: already gone (killed); its exit report then goes to nobody but the real parent.
-	ptrace(PTRACE_DETACH, pid, 0, 0);
-	drop(pid);
+	ptrace(PTRACE_DETACH, t->pid, 0, 0);
+	drop(t->pid);
 }
 
-// Let a stopped tracee go on: one instruction at a time once PROGRAM runs, freely otherwise.
+// Let a stopped tracee go on: one instruction at a time once PROGRAM runs, freely before
+// that, after it is done, and through a fast-forwarded library call.
 static void resume(struct tracee *t, int sig)
 {
-	int req = stepping && !finishing ? PTRACE_SINGLESTEP : PTRACE_CONT;
+	int req = stepping && !finishing && !t->skipping ? PTRACE_SINGLESTEP : PTRACE_CONT;
 	if (ptrace(req, t->pid, 0, (void *)(long)sig) && errno != ESRCH)
 		die("ptrace resume %d: %s", t->pid, strerror(errno));
+}
+
+// The tracee stopped (after a step, or at its first stop or an event): record where it is.
+static void at_instruction(struct tracee *t)
+{
+	struct user_regs_struct r;
+	if (ptrace(PTRACE_GETREGS, t->pid, 0, &r))
+		return; // the tracee vanished (SIGKILL): its exit is reported next
+	bool here = in_text(r.rip);
+	if (here) {
+		see(r.rip);
+		if (t->callee)
+			back_in_text(t, r.rip, r.rsp);
+	} else if (fast && t->in_text) {
+		left_text(t, r.rip, r.rsp);
+	}
+	t->in_text = here;
+	t->rip = r.rip;
+	t->rsp = r.rsp;
 }
 
 // PROGRAM is done: stop each remaining tracee so it can be detached (a non-seized tracee can
@@ -307,8 +153,11 @@ static void on_event(struct tracee *t, int event)
 	case PTRACE_EVENT_FORK:
 	case PTRACE_EVENT_VFORK:
 		// The child's own first stop may have been reported already.
-		if (!find((pid_t)msg))
+		if (!find((pid_t)msg)) {
+			pid_t pid = t->pid;
 			add((pid_t)msg);
+			t = find(pid); // add() may have moved the array
+		}
 		break;
 	case PTRACE_EVENT_EXEC:
 		if (!layout_ready) {
@@ -320,12 +169,13 @@ static void on_event(struct tracee *t, int event)
 		if ((pid_t)msg != t->pid)
 			drop((pid_t)msg);
 		if (!finishing || !t->stop_sent) {
-			detach(t->pid);
+			detach(t);
 			return;
 		}
 		break; // our SIGSTOP is pending: detach at that stop, or it would stop the process
 	}
-	record_rip(t->pid);
+	if (stepping && !t->skipping)
+		at_instruction(t);
 	resume(t, 0);
 }
 
@@ -335,17 +185,17 @@ static void on_signal(struct tracee *t, int sig)
 	if (!t->started && sig == SIGSTOP) { // the auto-attach stop
 		t->started = true;
 		if (finishing) {
-			detach(t->pid);
+			detach(t);
 			return;
 		}
 		if (stepping)
-			record_rip(t->pid);
+			at_instruction(t);
 		resume(t, 0);
 		return;
 	}
 	t->started = true;
 	if (finishing && t->stop_sent && sig == SIGSTOP) {
-		detach(t->pid);
+		detach(t);
 		return;
 	}
 	siginfo_t si;
@@ -354,24 +204,33 @@ static void on_signal(struct tracee *t, int sig)
 		resume(t, 0);
 		return;
 	}
-	if (sig == SIGTRAP && !stepping && si.si_code == SI_KERNEL && layout_ready) {
-		errno = 0;
-		long rip = ptrace(PTRACE_PEEKUSER, t->pid, offsetof(struct user_regs_struct, rip), 0);
-		if (!errno && (uint64_t)rip == entry + 1) {
-			entry_reached(t->pid);
-			record_rip(t->pid);
-			resume(t, 0);
-			return;
-		}
+	if (sig == SIGTRAP && si.si_code == SI_KERNEL && !stepping && layout_ready &&
+	    entry_breakpoint_hit(t->pid)) {
+		at_instruction(t);
+		resume(t, 0);
+		return;
+	}
+	if (sig == SIGTRAP && si.si_code == TRAP_HWBKPT) {
+		set_breakpoint(t, 0); // back from a fast-forwarded call: step again
+		if (!finishing)
+			at_instruction(t);
+		resume(t, 0);
+		return;
 	}
 	if (sig == SIGTRAP && si.si_code > 0) { // kernel-made trap: our single-step
 		steps++;
 		if (!finishing)
-			record_rip(t->pid);
+			at_instruction(t);
 		resume(t, 0);
 		return;
 	}
-	resume(t, sig); // a real signal: deliver it
+	// A real signal: deliver it. Its handler may be PROGRAM's code: step from here.
+	if (t->skipping) {
+		set_breakpoint(t, 0);
+		t->callee = 0;
+		t->in_text = false;
+	}
+	resume(t, sig);
 }
 
 static int program_status = -1;
@@ -410,24 +269,17 @@ static void trace(pid_t main_pid)
 	}
 }
 
-static void write_out(const char *path)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		die("open %s: %s", path, strerror(errno));
-	for (size_t i = 0; i < nseen; i++)
-		fprintf(f, "%zu %llx\n", i, (unsigned long long)order[i]);
-	if (fclose(f))
-		die("write %s: %s", path, strerror(errno));
-}
-
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "-f") == 0) {
+		fast = true;
+		argv++;
+		argc--;
+	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: steptrace OUT.txt PROGRAM [ARGS...]\n");
+		fprintf(stderr, "usage: steptrace [-f] OUT.txt PROGRAM [ARGS...]\n");
 		return 2;
 	}
-	set_grow();
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 
@@ -458,8 +310,10 @@ int main(int argc, char **argv)
 
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	fprintf(stderr, "steptrace: %llu steps, %zu addresses, %llu processes/threads, %.2f s\n", steps,
-		nseen, nprocs, secs);
+	fprintf(stderr,
+		"steptrace: %llu steps, %llu calls run free, %zu addresses, %llu processes/threads, "
+		"%.2f s\n",
+		steps, skips, nseen, nprocs, secs);
 	if (program_status == -1)
 		die("lost track of %s", argv[2]);
 	if (WIFSIGNALED(program_status))

@@ -28,7 +28,10 @@ static volatile sig_atomic_t got_usr1, got_alarm;
 NOINLINE void on_usr1(int sig) { got_usr1 = sig; }
 NOINLINE void on_alarm_cb(int sig) { got_alarm = sig; }
 NOINLINE int compare_cb(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
-NOINLINE int compare_third_cb(const void *a, const void *b) { return *(const int *)b - *(const int *)a; }
+NOINLINE int compare_third_cb(const void *a, const void *b)
+{
+	return *(const int *)b - *(const int *)a;
+}
 NOINLINE int after_free_runs(int x) { return x * 19 + 7; }
 
 // -f: library calls seen to return straight back are run free from their third call on;

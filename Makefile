@@ -8,7 +8,7 @@ HOST   := $(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')
 STATIC := target/$(HOST)/release/gpurun
 APT_PACKAGES := busybox-static uidmap golang-github-containers-common libcap2-bin gcc umoci skopeo debootstrap docker-registry libssl-dev pkg-config python3
 
-.PHONY: all build deps bundle demo test unit integration vmtest lint bench clean build-test build-bench
+.PHONY: all build deps bundle demo test unit integration vmtest lint bench clean build-test build-bench order
 
 all: build
 
@@ -34,6 +34,7 @@ demo: deps build bundle
 
 unit:
 	$(CARGO) test --release --lib --bins -p gpurun
+	link/test-steptrace.sh
 
 # Real containers, as root, against target/release/gpurun (GPURUN_BIN overrides).
 integration: deps build bundle
@@ -56,6 +57,10 @@ lint:
 # gpurun vs crun vs runc, side by side (hyperfine); writes bench/results.md. See bench/README.md.
 bench: deps build bundle
 	bench/run.sh $(GPURUN)
+
+# Re-trace which functions the common commands run (link/README.md); the next build lays them out.
+order: deps build
+	link/gen-order.sh $(STATIC) link/hot-symbols.txt
 
 # gpurun-build: cold build and no-change rebuild of a 5-step Dockerfile; writes bench/build-results.md.
 build-bench: deps build

@@ -9,11 +9,13 @@ use std::process::Command;
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let order = Path::new(&dir).join("link/hot-symbols.txt");
-    // (A path that does not exist would make cargo rerun this, and rebuild gpurun, every time.)
+    // The directory, not the file: a path that does not exist would make cargo rerun this
+    // (and relink gpurun) every time, and a file that appears later must still be seen.
     println!("cargo:rerun-if-changed=build.rs");
-    if order.is_file() {
-        println!("cargo:rerun-if-changed={}", order.display());
-    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        order.parent().expect("in link/").display()
+    );
     println!("cargo:rerun-if-env-changed=GPURUN_NO_ORDER");
     if order.is_file() && std::env::var_os("GPURUN_NO_ORDER").is_none() && links_with_lld() {
         let arg = |a: &str| println!("cargo:rustc-link-arg-bin=gpurun=-Wl,{a}");

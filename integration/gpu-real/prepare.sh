@@ -1,6 +1,6 @@
 #!/bin/sh
 # Assemble what integration/gpu-real/prove.sh needs on a GPU machine that has no Debian packages:
-# OUT/gpurun (release build), OUT/rootfs = the busybox rootfs plus this machine's glibc (the
+# OUT/gpurun and its NVML helper OUT/gpurun-nvml (`make build`), OUT/rootfs = the busybox rootfs plus this machine's glibc (the
 # "busybox:glibc" flavour: the driver's nvidia-smi and libcuda are glibc programs) and cudacheck.
 # Usage: integration/gpu-real/prepare.sh OUT_DIR
 set -eu
@@ -8,8 +8,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=$1
 mkdir -p "$OUT"
-cargo build --release -p gpurun --manifest-path "$REPO/Cargo.toml" >&2
-cp "$REPO/target/release/gpurun" "$OUT/gpurun"
+make -C "$REPO" build >&2
+cp "$REPO/target/release/gpurun" "$REPO/target/release/gpurun-nvml" "$OUT/"
 "$REPO/bundles/build.sh" "$OUT/bb" >/dev/null
 rm -rf "$OUT/rootfs" && mv "$OUT/bb/rootfs" "$OUT/rootfs" && rm -rf "$OUT/bb"
 cc -O2 -o "$OUT/rootfs/bin/cudacheck" "$HERE/cudacheck.c" -ldl

@@ -254,7 +254,7 @@ table() {
 	cells=(); for rt in "${RUNTIMES[@]}"; do cells+=("$(cat "$OUT/syscalls.$rt")"); done
 	row "syscalls of run (count)" "${cells[@]}" "strace -f -c total, incl. container's /bin/true"
 	cells=(); for rt in "${RUNTIMES[@]}"; do cells+=("$(awk '{ printf "%.2f", $1 / 1048576 }' "$OUT/size.$rt")"); done
-	row "binary size (MiB)" "${cells[@]}" "file size; shared libraries not counted"
+	row "binary size (MiB)" "${cells[@]}" "file size; gpurun static (libc inside), crun/runc: shared libraries not counted"
 	[ -z "${GPU_ROW:-}" ] || echo "$GPU_ROW"
 }
 

@@ -135,8 +135,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             status: status.as_str(),
         });
     }
-    // Also what outlived the init (a container without its own pid namespace).
-    signal_all(&state, libc::SIGKILL);
+    // Kill what outlived the init — only possible without a pid namespace of its own: the
+    // kernel kills every process of a pid namespace when its init dies (runc skips it too).
+    if !(status == Status::Stopped && state.own_pid_ns) {
+        signal_all(&state, libc::SIGKILL);
+    }
     wait_for_exit(id, &state)?;
     state.cgroup.remove();
     // poststop failures are warnings: the container is gone either way.

@@ -33,7 +33,7 @@ pub enum Forked {
     /// We are the parent: the child's pid and a pidfd for it.
     Parent { pid: Pid, pidfd: OwnedFd },
     /// We are the new child process; `in_cgroup` tells whether the kernel already placed us
-    /// into the requested cgroup (CLONE_INTO_CGROUP).
+    /// into the requested cgroup2 directory (CLONE_INTO_CGROUP).
     Child { in_cgroup: bool },
 }
 

@@ -209,23 +209,22 @@ impl Cgroup {
         v1::apply(self, r)
     }
 
-    /// On a pure cgroup v2 host, an fd of the cgroup for clone3's CLONE_INTO_CGROUP: the
-    /// process is then born inside it. `None` elsewhere (the process joins by itself).
+    /// An fd of the cgroup2 directory (the whole cgroup on a pure v2 host, `unified/…` on a
+    /// hybrid one) for clone3's CLONE_INTO_CGROUP: the process is then born inside it, without
+    /// the cost of a migration. `None` without a cgroup2 directory.
     pub fn clone_into_fd(&self) -> Result<Option<std::os::fd::OwnedFd>> {
         use nix::fcntl::{open, OFlag};
-        match (&self.v2, self.unified_host) {
-            (Some(dir), true) => open(
-                dir,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map(Some)
-            .map_err(|errno| CgroupError::Open {
-                path: dir.clone(),
-                errno,
-            }),
-            _ => Ok(None),
-        }
+        let Some(dir) = &self.v2 else { return Ok(None) };
+        open(
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(Some)
+        .map_err(|errno| CgroupError::Open {
+            path: dir.clone(),
+            errno,
+        })
     }
 
     /// Every cgroup.procs file the process must be written into (v1 hierarchies + cgroup2).
@@ -237,9 +236,22 @@ impl Cgroup {
     }
 
     /// Move the calling process into the cgroup (the init does this itself, before it runs
-    /// anything of the user's and before it unshares its cgroup namespace).
-    pub fn join_self(&self) -> Result<()> {
-        self.add(0) // pid 0 in cgroup.procs: the writer itself
+    /// anything of the user's and before it unshares its cgroup namespace). `in_v2`: clone3
+    /// already placed it in the cgroup2 directory ([`Cgroup::clone_into_fd`]).
+    ///
+    /// The caller must be single-threaded. In each v1 hierarchy it writes `0` (itself) to
+    /// `tasks`, which moves its one thread, i.e. the whole process. Unlike a write to
+    /// `cgroup.procs`, a thread moving itself does not take the kernel's global threadgroup
+    /// rwsem for writing (Linux 5.2), whose first writer after an idle spell waits for an RCU
+    /// grace period: 5–15 ms per container on a quiet host (bench/README.md).
+    pub fn join_self(&self, in_v2: bool) -> Result<()> {
+        for dir in self.v1.values() {
+            fs::write(&dir.join("tasks"), "0")?;
+        }
+        match (&self.v2, in_v2) {
+            (Some(dir), false) => fs::write(&dir.join("cgroup.procs"), "0"),
+            _ => Ok(()),
+        }
     }
 
     /// Move `pid` into the cgroup (for an init in a user namespace, which cannot itself write

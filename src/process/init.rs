@@ -66,8 +66,8 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     }
     // Into the cgroup before anything else runs (the parent did it for a user namespace), then
     // (if asked) a cgroup namespace rooted there.
-    if !in_cgroup && !userns {
-        plan.cgroup.join_self()?;
+    if !userns {
+        plan.cgroup.join_self(in_cgroup)?;
     }
     if plan.namespaces.new.contains(CloneFlags::CLONE_NEWCGROUP) {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)

@@ -147,9 +147,7 @@ fn child(
     nix::sys::signal::SigSet::empty()
         .thread_set_mask()
         .map_err(Error::sys("sigprocmask"))?;
-    if !in_cgroup {
-        cgroup.join_self()?;
-    }
+    cgroup.join_self(in_cgroup)?;
     for j in joins {
         setns(j.fd.as_fd(), j.flag).map_err(Error::sys_path("setns", &j.path))?;
     }

@@ -44,7 +44,7 @@ integration: deps build bundle
 build-test: deps build bundle
 	$(CARGO) test --release -p gpurun-build
 
-# The same integration suite on a pure cgroup v2 kernel (User-Mode Linux, integration/vm/).
+# The same integration suite on a pure cgroup v2 kernel (User-Mode Linux or QEMU, integration/vm/).
 vmtest: deps build bundle
 	integration/vm/run-suite.sh
 

@@ -1,17 +1,19 @@
 #!/bin/bash
 # run-suite.sh [CMD [ARG...]] : run gpurun's tests on a pure cgroup v2 kernel.
-# Installs the Debian packages it needs (as root), then boots a User-Mode Linux
-# guest with integration/vm/vmrun and runs inside it, in the repository root:
+# Installs the Debian packages it needs (as root), then boots a guest and runs inside it, in
+# the repository root: User-Mode Linux (vmrun) where it can run this machine's programs, else
+# QEMU with TCG (vmrun-qemu; Debian's kernel, fetched once into target/vm-kernel).
 #   no CMD: the gpurun-integration test executables, built here on the host
 #           (cargo build/test --no-run) and run in the guest by guest-tests.sh
 #   CMD:    that command instead, e.g.  run-suite.sh sh -c 'runc --version'
 # The guest sees the host's / (writes discarded) plus VM_RESULTS read-write.
 #   env: GPURUN_BIN (default target/release/gpurun), VM_TEST_ARGS (extra args
 #        for each test binary), VM_RESULTS (default target/vm-results),
-#        VM_TEST_TIMEOUT (s per test binary, default 1800: the engine tests are slow in UML),
-#        VM_MEM (default 1G), VMRUN_TIMEOUT (default 3000), VMRUN_ENV (more vars to forward)
+#        VM_TEST_TIMEOUT (s per test binary, default 1800: the engine tests are slow in a VM),
+#        VM (uml or qemu: skip the choice), VM_MEM (default 1G under UML, 2G under QEMU),
+#        VMRUN_TIMEOUT (default 3000), VMRUN_ENV (more vars to forward)
 # Exit status: the command's (non-zero if any test failed). Exits 0 with a line
-# "skipped: REASON" only when User-Mode Linux cannot run on this machine.
+# "skipped: REASON" only when no VM can run here (not x86_64, no apt-get or root to install).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -19,22 +21,52 @@ cd "$ROOT"
 skip() { echo "skipped: $*"; exit 0; }
 die() { echo "run-suite: $*" >&2; exit 1; }
 
-# 1. Debian packages: the UML kernel, busybox (guest init uses insmod/poweroff),
-#    jq (reads cargo's JSON), runc (to compare against: GPURUN_BIN=/usr/sbin/runc).
-[ "$(uname -m)" = x86_64 ] || skip "User-Mode Linux needs an x86_64 host, this is $(uname -m)"
-missing=
-for p in user-mode-linux busybox-static jq runc; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
+# 1. Debian packages: busybox (guest init), jq (reads cargo's JSON), runc (to compare
+#    against: GPURUN_BIN=/usr/sbin/runc), and the VM: User-Mode Linux where it can run this
+#    machine's programs, else QEMU (TCG) with Debian's stock kernel (README.md says why).
+[ "$(uname -m)" = x86_64 ] || skip "the VMs here need an x86_64 host, this is $(uname -m)"
+install() {
+	local p missing=
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+	done
+	[ -n "$missing" ] || return 0
 	command -v apt-get >/dev/null || skip "no apt-get to install:$missing"
 	[ "$(id -u)" = 0 ] || skip "not root, cannot install:$missing"
 	echo "run-suite: installing$missing"
 	apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 "$@"; }
 	{ apt_get update && apt_get install -y --no-install-recommends $missing; } >/tmp/run-suite-apt.log 2>&1 ||
-		{ tail -5 /tmp/run-suite-apt.log; command -v linux.uml >/dev/null &&
-			die "apt-get install$missing failed"; skip "cannot install user-mode-linux (apt-get failed)"; }
+		{ tail -5 /tmp/run-suite-apt.log; die "apt-get install$missing failed"; }
+}
+install busybox-static jq runc
+# A UML kernel that works panics with init's exit status 0 when init=/bin/true exits. UML 6.1
+# cannot restore the FPU state of a host process on CPUs whose XSAVE area it does not know
+# (AVX-512/AMX: ptrace refuses its short buffer), so there every program dies at once (0x0b).
+uml_works() {
+	local d out
+	d=$(mktemp -d /tmp/vmprobe.XXXXXX)
+	out=$(timeout -k 5 60 linux.uml mem=128M umid="probe$$" uml_dir="$d" root=/dev/root rootfstype=hostfs \
+		rootflags=/ ro init=/bin/true con=null ssl=null con0=null,fd:1 quiet </dev/null 2>&1)
+	rm -rf "$d"
+	grep -aq 'Attempted to kill init! exitcode=0x00000000' <<<"$out"
+}
+VM=${VM:-}
+if [ -z "$VM" ]; then
+	install user-mode-linux
+	if uml_works; then VM=uml; else
+		VM=qemu
+		echo "run-suite: User-Mode Linux cannot run programs on this CPU; using QEMU (TCG) instead"
+	fi
 fi
+case $VM in
+uml) install user-mode-linux; VMRUN=$HERE/vmrun ;;
+qemu)
+	install qemu-system-x86 kmod cpio python3 xz-utils
+	export VMRUN_KERNEL_DIR=${VMRUN_KERNEL_DIR:-$ROOT/target/vm-kernel}
+	"$HERE/qemu-kernel.sh" "$VMRUN_KERNEL_DIR" || die "cannot prepare the QEMU guest kernel"
+	VMRUN=$HERE/vmrun-qemu ;;
+*) die "VM=$VM: uml or qemu" ;;
+esac
 
 # 2. Default command: build on the host, list the integration test executables.
 if [ $# -eq 0 ]; then
@@ -61,17 +93,7 @@ mkdir -p "$VM_RESULTS" && rm -f "$VM_RESULTS"/*.log "$VM_RESULTS"/*.rc "$VM_RESU
 export VMRUN_ENV="GPURUN_BIN VM_RESULTS VM_TEST_ARGS VM_TEST_TIMEOUT ENGINES_NO_INSTALL RUST_BACKTRACE RUST_LOG ${VMRUN_ENV:-}"
 export VMRUN_TIMEOUT=${VMRUN_TIMEOUT:-3000}
 t0=$(date +%s)
-"$HERE/vmrun" -m "${VM_MEM:-1G}" -w "$VM_RESULTS" -- "$@"
+"$VMRUN" -m "${VM_MEM:-$([ "$VM" = uml ] && echo 1G || echo 2G)}" -w "$VM_RESULTS" -- "$@"
 rc=$?
 echo "run-suite: exit $rc after $(($(date +%s) - t0))s in the VM"
-if [ "$rc" = 125 ]; then
-	# Did the UML kernel itself fail to start (no ptrace, noexec /tmp, ...)?
-	# Boot it bare with init=/bin/true: a working kernel panics on init's exit.
-	d=$(mktemp -d /tmp/vmprobe.XXXXXX)
-	out=$(timeout -k 5 60 linux.uml mem=128M umid="probe$$" uml_dir="$d" root=/dev/root rootfstype=hostfs \
-		rootflags=/ ro init=/bin/true con=null ssl=null con0=null,fd:1 quiet </dev/null 2>&1)
-	rm -rf "$d"
-	grep -aq 'Attempted to kill init' <<<"$out" ||
-		skip "User-Mode Linux cannot boot on this machine: $(tr -d '\r' <<<"$out" | grep -a . | tail -1)"
-fi
 exit "$rc"

@@ -170,6 +170,9 @@ cmd_exec()      { echo "$WRAP_STR ${BIN[$1]} --root ${ROOT[$1]} exec $PREFIX-sle
 cmd_conc()      { echo "$WRAP_STR sh $TMP/concurrent.sh ${BIN[$1]} ${ROOT[$1]} $PREFIX-f $TMP/sleep $CONC"; }
 
 scenario_run()       { RTS=("${RUNTIMES[@]}"); bench a_run "$RUNS" cmd_run; }
+# (a2) the same after 50 ms without any cgroup migration on the host, as an engine starting
+# one container now and then sees it (the wait is hyperfine's untimed --prepare).
+scenario_run_idle()  { RTS=("${RUNTIMES[@]}"); bench a2_run_idle "$RUNS" cmd_run --prepare "sleep 0.05"; }
 scenario_lifecycle() { RTS=("${RUNTIMES[@]}"); bench b_lifecycle "$RUNS" cmd_lifecycle; }
 scenario_createdel() { RTS=("${RUNTIMES[@]}"); bench c_create_delete "$RUNS" cmd_createdel; }
 
@@ -236,7 +239,7 @@ table() {
 	local s label base v rt cells
 	echo "| scenario (median) | gpurun | crun | runc | gpurun÷crun | note |"
 	echo "|---|---:|---:|---:|---:|---|"
-	for s in a_run:"(a) run /bin/true (ms)" b_lifecycle:"(b) create→start→wait→delete (ms)" \
+	for s in a_run:"(a) run /bin/true (ms)" a2_run_idle:"(a2) run /bin/true, 50 ms idle before each (ms)" b_lifecycle:"(b) create→start→wait→delete (ms)" \
 		c_create_delete:"(c) create + delete --force (ms)" d_state:"(d) state of running ctr (ms)" \
 		e_exec:"(e) exec /bin/true (ms)" f_concurrent50:"(f) $CONC× run -d in parallel (ms)"; do
 		label=${s#*:} s=${s%%:*}
@@ -287,6 +290,7 @@ main() {
 	setup
 	check_runtimes
 	scenario_run
+	scenario_run_idle
 	scenario_lifecycle
 	scenario_createdel
 	start_sleepers

@@ -10,9 +10,15 @@ D=${1:?usage: qemu-kernel.sh DIR}
 mkdir -p "$D" && D=$(cd "$D" && pwd)
 [ -s "$D/vmlinux" ] && [ -s "$D/initramfs.gz" ] && [ "$D/initramfs.gz" -nt "$HERE/qemu-init" ] && exit 0
 cd "$D"
-pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')
-[ -n "$pkg" ] || { echo "qemu-kernel: apt-cache knows no linux-image-amd64 (apt-get update?)" >&2; exit 1; }
-ls "$pkg"_*.deb >/dev/null 2>&1 || apt-get download "$pkg" >/dev/null
+kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }'; }
+pkg=$(kernel_pkg)
+if [ -z "$pkg" ] || { ! ls "$pkg"_*.deb >/dev/null 2>&1 && ! apt-get download "$pkg" >/dev/null 2>&1; }; then
+	# No package lists yet, or stale ones naming a kernel the mirror has dropped.
+	apt-get update -q >/dev/null
+	pkg=$(kernel_pkg)
+	[ -n "$pkg" ] || { echo "qemu-kernel: apt knows no linux-image-amd64" >&2; exit 1; }
+	apt-get download "$pkg" >/dev/null
+fi
 rm -rf root && dpkg-deb -x "$pkg"_*.deb root
 kver=$(ls root/lib/modules)
 depmod -b "$D/root" "$kver" # for modprobe in the guest (overlay, veth, ...)

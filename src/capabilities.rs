@@ -58,7 +58,7 @@ pub fn drop_bounding(c: &LinuxCapabilities) -> Result<()> {
 /// Set permitted, inheritable, effective and ambient to exactly what the spec lists. Runs after
 /// the uid switch (with PR_SET_KEEPCAPS, so permitted survived it). `keep_admin` also keeps
 /// CAP_SYS_ADMIN in permitted and effective, to install a seccomp filter without
-/// no_new_privs; execve drops it again (see `process::init::needs_admin_for_seccomp`).
+/// no_new_privs; execve drops it again (see `process::setup::needs_admin_for_seccomp`).
 pub fn apply_sets(c: &LinuxCapabilities, keep_admin: bool) -> Result<()> {
     let spec_permitted = to_set(c.permitted().as_ref())?;
     let mut permitted = spec_permitted.clone();

@@ -8,10 +8,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// True when `/sys/fs/cgroup` itself is a cgroup2 mount (a pure v2 host);
 /// false on v1 and hybrid hosts.
 pub fn cgroup2_host() -> bool {
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let p = c"/sys/fs/cgroup";
-    let rc = unsafe { libc::statfs(p.as_ptr(), &mut st) };
-    rc == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC
+    crate::sys::fs_type(c"/sys/fs/cgroup").is_ok_and(|t| t == CGROUP2_SUPER_MAGIC)
 }
 
 /// The host dirs of `pid`'s cgroups, one per hierarchy mounted here, as

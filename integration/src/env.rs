@@ -21,8 +21,7 @@ fn ensure_busybox_bundle() -> PathBuf {
     BUILD.call_once(|| {
         let lock =
             std::fs::File::create(Path::new(BUNDLES).join(".build.lock")).expect("lock file");
-        use std::os::unix::io::AsRawFd;
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        crate::sys::lock_exclusive(&lock).expect("flock");
         if !dir.join("rootfs/bin/sh").exists() {
             let st = Command::new("sh")
                 .arg(Path::new(BUNDLES).join("build.sh"))
@@ -321,7 +320,7 @@ impl Drop for Env {
             );
             // Don't let a broken runtime's containers (sleep 3600) outlive the test.
             for pid in &leaks.pids {
-                unsafe { libc::kill(*pid, libc::SIGKILL) };
+                crate::sys::kill(*pid, libc::SIGKILL);
             }
             if !std::thread::panicking() {
                 panic!("test {} leaked", self.name);

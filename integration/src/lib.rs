@@ -3,13 +3,15 @@
 //! The binary under test is `$GPURUN_BIN` (default `<workspace>/target/release/gpurun`).
 //! Every test builds an [`Env`]: a private temp dir with its own state root and
 //! busybox bundle, and ends with [`Env::assert_clean`], which proves the runtime
-//! left no container state, mounts, processes or cgroups behind.
+//! left no container state, mounts, processes or cgroups behind. Its only `unsafe` code is
+//! in [`sys`].
 
 mod cgroup;
 mod env;
 mod gpu;
 mod leak;
 mod rootless;
+pub mod sys;
 mod util;
 
 pub use cgroup::{cgroup2_host, has_controller, proc_cgroup_dir, proc_cgroup_dirs};
@@ -22,5 +24,5 @@ pub use rootless::{as_user, rootless_env, rootless_user, RootlessUser, ROOTLESS_
 pub use serde_json::{json, Value};
 pub use util::{
     bin, cap_mask, find_mount, gpurun_only, is_gpurun, parse_mountinfo, poll, read_status_field,
-    require_root, set_args, Mount, Out,
+    require_root, set_args, shipped_seccomp_profile, Mount, Out,
 };

@@ -60,9 +60,8 @@ pub fn rootless_user() -> Option<RootlessUser> {
     }
     std::fs::create_dir_all("/tmp/gpurun-it").unwrap();
     let lock = std::fs::File::create("/tmp/gpurun-it/.rootless-user.lock").unwrap();
-    use std::os::fd::AsRawFd;
     // Test binaries run in parallel: one creates the user, the others wait.
-    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    crate::sys::lock_exclusive(&lock).expect("flock");
     if id_of("-u").is_none() {
         let st = Command::new("useradd")
             .args(["-M", "-s", "/bin/sh", "-d", "/nonexistent", ROOTLESS_USER])

@@ -32,7 +32,7 @@ pub fn gpurun_only() -> bool {
 
 /// Containers need root; prints why when skipping.
 pub fn require_root() -> bool {
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = crate::sys::euid() == 0;
     if !root {
         println!("skipped: needs root");
     }
@@ -280,4 +280,14 @@ pub fn find_mount(text: &str, point: &str) -> Option<Mount> {
         .into_iter()
         .rev()
         .find(|m| m.point == point)
+}
+
+/// gpurun's shipped default seccomp profile (Docker's/Podman's default for the default
+/// capabilities), as `gpurun spec --seccomp-default` writes it.
+pub fn shipped_seccomp_profile() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../bundles/seccomp/default.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

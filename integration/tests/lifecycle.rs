@@ -10,7 +10,7 @@ fn sleeper(env: &Env) {
 }
 
 fn pid_alive(pid: i32) -> bool {
-    unsafe { libc::kill(pid, 0) == 0 }
+    sys::kill(pid, 0)
 }
 
 #[test]

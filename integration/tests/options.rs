@@ -1,7 +1,6 @@
 //! create/run options and runtime-wide guarantees: concurrent creates of one id, --preserve-fds,
 //! --no-pivot, session keyrings, --log in text format, and host fds not leaking in.
 
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use gpurun_integration::*;
@@ -83,21 +82,7 @@ fn preserve_fds_passes_extra_fds_only() {
         .arg(&env.bundle)
         .arg(env.id());
         use std::os::fd::AsRawFd;
-        let (r3, r4) = (f3.as_raw_fd(), f4.as_raw_fd());
-        // SAFETY: dup2 between fork and exec only touches this child's fd table.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Via high fds first: dup2 onto itself would keep O_CLOEXEC set.
-                let (h3, h4) = (
-                    libc::fcntl(r3, libc::F_DUPFD, 100),
-                    libc::fcntl(r4, libc::F_DUPFD, 100),
-                );
-                if h3 < 0 || h4 < 0 || libc::dup2(h3, 3) < 0 || libc::dup2(h4, 4) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        sys::pass_fds_3_and_4(&mut cmd, f3.as_raw_fd(), f4.as_raw_fd());
         cmd.stdin(Stdio::null()).output().unwrap()
     };
     let out = run("1");

@@ -92,13 +92,8 @@ fn rlimits() {
         return;
     }
     let env = Env::new("rlimits");
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     // Without CAP_SYS_RESOURCE the hard limit can only go down.
-    let hard = lim.rlim_max.min(4096);
+    let hard = sys::nofile_limit().1.min(4096);
     let soft = hard / 2;
     let out = env.sh("ulimit -n; ulimit -Hn", |s| {
         s["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": soft, "hard": hard}]);

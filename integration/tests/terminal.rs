@@ -2,7 +2,7 @@
 //! (SCM_RIGHTS), the container's stdio is the pty slave and its controlling terminal.
 
 use std::io::{IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,7 @@ fn receive_master(listener: &UnixListener) -> (String, std::fs::File) {
     }
     let len = msg.bytes;
     let name = String::from_utf8_lossy(&iov[0][..len]).into_owned();
-    // SAFETY: the kernel just installed this fd for us via SCM_RIGHTS.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd.expect("no fd received")) };
+    let owned = sys::own_received_fd(fd.expect("no fd received"));
     (name, std::fs::File::from(owned))
 }
 

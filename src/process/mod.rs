@@ -1,9 +1,11 @@
 //! Creating the container's init process: the parent side ([`parent`]), the child side
-//! ([`init`]) and the protocol between them ([`sync`]).
+//! ([`init`]), the steps it shares with an `exec`'d process ([`setup`], [`tenant`]) and the
+//! protocol between them ([`sync`]).
 
 pub mod init;
 pub mod parent;
 pub mod pidinfo;
+pub mod setup;
 pub mod sync;
 pub mod tenant;
 

@@ -12,10 +12,10 @@ use nix::sys::prctl;
 use nix::sys::stat::{fstat, Mode};
 use oci_spec::runtime::Process;
 
-use super::init::{
-    environment, exec, lookup_path, needs_admin_for_seccomp, set_rlimits, switch_user,
-};
 use super::parent::Init;
+use super::setup::{
+    enter_cwd, environment, exec, lookup_path, needs_admin_for_seccomp, set_rlimits, switch_user,
+};
 use super::sync::{self, Msg};
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
@@ -157,7 +157,7 @@ fn child(
         None => crate::console::reopen_dev_null()?,
     }
     set_rlimits(process)?;
-    super::init::enter_cwd(process.cwd())?;
+    enter_cwd(process.cwd())?;
     let env = environment(process);
     let args = process.args().as_deref().unwrap_or_default();
     let arg0 = args

@@ -37,7 +37,7 @@
 //!
 //! Each filter is one `seccomp(2)` call, so every filter installed before the last must let
 //! that call through: [`compile`] moves the one filter that would block it to the end, and
-//! refuses a profile where two would. See `process::init::exec` for where and with which
+//! refuses a profile where two would. See `process::setup::exec` for where and with which
 //! privileges the filters go in.
 
 mod arch;

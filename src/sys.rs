@@ -235,16 +235,26 @@ pub fn bpf_prog_load(
         },
     };
     const BPF_PROG_LOAD: libc::c_long = 5;
-    // SAFETY: `attr` is a valid prefix of `union bpf_attr` (the kernel zero-extends shorter
-    // attrs); the pointers in it reference `insns`, `license` and `log`, all alive and sized as
-    // stated for the duration of the call. On success the kernel returns a new fd we own.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoad,
-            std::mem::size_of::<ProgLoad>(),
-        )
+    // The verifier gives up with EAGAIN when a signal arrives while it works (Linux 4.20+):
+    // that says "interrupted", not "rejected", so load again. Bounded, like libbpf, in case
+    // signals keep coming.
+    let mut attempts = 5;
+    let fd = loop {
+        // SAFETY: `attr` is a valid prefix of `union bpf_attr` (the kernel zero-extends shorter
+        // attrs); the pointers in it reference `insns`, `license` and `log`, all alive and sized
+        // as stated for the duration of the call. On success the kernel returns a new fd we own.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &attr as *const ProgLoad,
+                std::mem::size_of::<ProgLoad>(),
+            )
+        };
+        attempts -= 1;
+        if fd != -1 || Errno::last() != Errno::EAGAIN || attempts == 0 {
+            break fd;
+        }
     };
     Errno::result(fd).map(|fd| {
         // SAFETY: fresh fd from the kernel, owned by nobody else.

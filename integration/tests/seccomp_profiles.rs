@@ -59,12 +59,7 @@ fn podman_default_profile_runs_a_shell() {
         "echo hi | tr a-z A-Z; ls /bin | wc -l >/dev/null; grep Seccomp: /proc/self/status; \
                   unshare -m true && echo UNSHARED; mount -t tmpfs t /mnt && echo MOUNTED; \
                   hostname other && echo RENAMED; echo done";
-    env.config(|s| {
-        set_args(s, &["sh", "-c", script]);
-        s["linux"]["seccomp"] = profile.clone();
-    });
-    let out = env.run(&env.id());
-    out.assert_ok();
+    let out = env.sh(script, |s| s["linux"]["seccomp"] = profile.clone());
     assert!(
         out.stdout.contains("HI\nSeccomp:\t2\n"),
         "{}",
@@ -77,8 +72,7 @@ fn podman_default_profile_runs_a_shell() {
     // With CAP_SYS_ADMIN granted but the same profile, the kernel would allow sethostname:
     // only the filter (ERRNO 1 for sethostname without CAP_SYS_ADMIN) can refuse it, while
     // unshare (allowed by the profile) now works.
-    env.config(|s| {
-        set_args(s, &["sh", "-c", script]);
+    let out = env.sh(script, |s| {
         for set in ["bounding", "effective", "permitted"] {
             s["process"]["capabilities"][set]
                 .as_array_mut()
@@ -87,8 +81,6 @@ fn podman_default_profile_runs_a_shell() {
         }
         s["linux"]["seccomp"] = profile;
     });
-    let out = env.run(&env.id());
-    out.assert_ok();
     assert!(out.stdout.contains("UNSHARED"), "{}", out.describe());
     assert!(!out.stdout.contains("RENAMED"), "{}", out.describe());
     assert!(

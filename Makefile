@@ -8,7 +8,7 @@ HOST   := $(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')
 STATIC := target/$(HOST)/release/gpurun
 APT_PACKAGES := busybox-static uidmap golang-github-containers-common libcap2-bin gcc umoci skopeo debootstrap docker-registry libssl-dev pkg-config python3
 
-.PHONY: all build deps bundle demo test unit integration vmtest lint bench clean build-test build-bench order
+.PHONY: all build deps bundle demo test unit integration vmtest lint bench clean build-test build-bench order install install-bin
 
 all: build
 
@@ -25,6 +25,21 @@ build:
 	$(CARGO) build --release -p gpurun --bin gpurun --target $(HOST) \
 		--config 'target.$(HOST).rustflags = ["-C", "target-feature=+crt-static"]'
 	install -s -m 0755 $(STATIC) $(GPURUN)
+
+# gpurun, its NVML helper, and the name Docker's `--gpus` looks for on dockerd's PATH
+# (gpurun answers to it: README "Docker"). An existing nvidia-container-runtime-hook that is
+# not a link (the NVIDIA toolkit's) is left alone.
+PREFIX ?= /usr/local
+BINDIR := $(DESTDIR)$(PREFIX)/bin
+install: build
+	$(MAKE) install-bin
+
+install-bin:
+	install -d $(BINDIR)
+	install -m 0755 $(GPURUN) target/release/gpurun-nvml $(BINDIR)/
+	@hook=$(BINDIR)/nvidia-container-runtime-hook; \
+	if [ -e $$hook ] && [ ! -L $$hook ]; then echo "$$hook exists and is not ours: left alone"; \
+	else ln -sfn gpurun $$hook && echo "$$hook -> gpurun"; fi
 
 bundle: deps
 	bundles/build.sh

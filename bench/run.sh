@@ -2,6 +2,7 @@
 # Benchmark gpurun against crun and runc. See bench/README.md.
 # Usage: bench/run.sh [GPURUN_BIN]   (default: target/release/gpurun)
 # Env:   BENCH_RUNS (default 50) timed runs per scenario and runtime,
+#        BENCH_DOCKER_RUNS (default 20) runs of the Docker row (h),
 #        BENCH_CONC_RUNS (default BENCH_RUNS) runs of the 50-concurrent scenario,
 #        BENCH_ROUNDS (default 5) hyperfine rounds the runs are split into (interleaving).
 set -euo pipefail
@@ -259,6 +260,7 @@ table() {
 	cells=(); for rt in "${RUNTIMES[@]}"; do cells+=("$(awk '{ printf "%.2f", $1 / 1048576 }' "$OUT/size.$rt")"); done
 	row "binary size (MiB)" "${cells[@]}" "file size; gpurun static (libc inside), crun/runc: shared libraries not counted"
 	[ -z "${GPU_ROW:-}" ] || echo "$GPU_ROW"
+	[ -z "${DOCKER_ROW:-}" ] || echo "$DOCKER_ROW"
 }
 
 report() {
@@ -300,6 +302,8 @@ main() {
 	measure_misc
 	# (g) gpurun's GPU path vs a plain container (mock NVML, fake driver): bench/gpu.sh.
 	GPU_ROW=$(BENCH_RUNS=$RUNS BENCH_ROUNDS=$ROUNDS "$HERE/gpu.sh" "$GPURUN") || GPU_ROW=""
+	# (h) `docker run --rm IMAGE true` through each runtime, one private dockerd: bench/docker.sh.
+	DOCKER_ROW=$(BENCH_ROUNDS=$ROUNDS "$HERE/docker.sh" "$GPURUN") || DOCKER_ROW=""
 	report
 }
 

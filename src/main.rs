@@ -4,6 +4,10 @@ use gpurun::cli::Cli;
 use gpurun::logging::Logger;
 
 fn main() {
+    // Docker's `--gpus` hook, when gpurun is installed under its name (see gpu/toolkit.rs).
+    if gpurun::gpu::toolkit::invoked_as_hook() {
+        std::process::exit(gpurun::gpu::toolkit::main());
+    }
     let cli = Cli::parse();
     if cli.version {
         print!("{}", gpurun::commands::version_text());

@@ -70,7 +70,8 @@ pub fn to_rootless(spec: &mut Value, uid: u32, gid: u32) {
 /// rootless and are skipped, as runc skips them; limits must not be silently dropped.)
 pub fn asks_limits(resources: Option<&LinuxResources>) -> bool {
     let Some(r) = resources else { return false };
-    let mut value = serde_json::to_value(r).unwrap_or_default();
+    let mut value =
+        serde_json::to_value(crate::cgroups::resources::effective(r)).unwrap_or_default();
     if let Some(obj) = value.as_object_mut() {
         obj.remove("devices");
         obj.retain(|_, v| !v.is_null() && v != &json!({}) && v != &json!([]));

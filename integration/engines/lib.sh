@@ -117,3 +117,15 @@ summary() {
 no_mounts_under() {
 	! grep -q " $1" /proc/self/mountinfo || { echo "  mounts left under $1:"; grep " $1" /proc/self/mountinfo; false; }
 }
+
+# wait_until SECS CMD...: retry CMD (quietly) every 0.2 s until it succeeds, at most SECS
+# seconds; the last try's output is shown
+wait_until() {
+	local secs=$1; shift
+	local end=$(( $(date +%s) + secs ))
+	while [ "$(date +%s)" -lt "$end" ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	"$@"
+}

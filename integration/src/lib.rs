@@ -10,6 +10,7 @@ mod cgroup;
 mod env;
 mod gpu;
 mod leak;
+mod probe;
 mod rootless;
 pub mod sys;
 mod util;
@@ -20,6 +21,7 @@ pub use gpu::{
     a100x8_mig, gpu_env, h100x2, mock_nvml, with_env, FakeGpuHost, DRIVER_VERSION, UVM_MAJOR,
 };
 pub use leak::{cgroup_dirs, marked_pids, Leaks, CGROUP_PREFIX};
+pub use probe::{alive, cg, dump, get, probe};
 pub use rootless::{as_user, rootless_env, rootless_user, RootlessUser, ROOTLESS_USER};
 pub use serde_json::{json, Value};
 pub use util::{

@@ -9,15 +9,6 @@ use gpurun_integration::*;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The v1 or the v2 name of a cgroup file, relative to /sys/fs/cgroup inside.
-fn cg<'a>(v1: &'a str, v2: &'a str) -> &'a str {
-    if cgroup2_host() {
-        v2
-    } else {
-        v1
-    }
-}
-
 /// Run a container with `edit` applied that prints `file=value` for each of
 /// `files` (relative to /sys/fs/cgroup); values with newlines joined by ' '.
 #[track_caller]

@@ -241,6 +241,12 @@ fn executable_not_found() {
         &env,
         "exec: \"nonexistent\": executable file not found in $PATH",
     );
+    // Docker exits 126 on "permission denied": a directory, or a file without an x bit.
+    env.config(|s| set_args(s, &["/tmp"]));
+    create_fails(&env, "exec: \"/tmp\": permission denied");
+    std::fs::write(env.rootfs().join("noexec"), "#!/bin/sh\n").unwrap();
+    env.config(|s| set_args(s, &["/noexec"]));
+    create_fails(&env, "exec: \"/noexec\": permission denied");
     env.assert_clean();
 }
 

@@ -116,3 +116,23 @@ fn join_namespace_by_path() {
     env.gpurun(&["delete", "--force", &holder]).assert_ok();
     env.assert_clean();
 }
+
+#[test]
+fn new_network_namespace_has_loopback_up() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("new_network_namespace_has_loopback_up");
+    // A server on 127.0.0.1 is reachable from inside (an AI service's health check).
+    let out = env.sh(
+        "cat /sys/class/net/lo/operstate; cat /sys/class/net/lo/flags; \
+         (echo pong | nc -l -p 8080 &); sleep 0.2; nc 127.0.0.1 8080 </dev/null",
+        |_| {},
+    );
+    out.assert_ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let flags = u32::from_str_radix(lines[1].trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "IFF_UP not set on lo: {}", out.describe());
+    assert!(out.stdout.contains("pong"), "{}", out.describe());
+    env.assert_clean();
+}

@@ -10,6 +10,7 @@ pub mod devices;
 pub mod ebpf;
 pub mod fs;
 pub mod path;
+pub mod resources;
 pub mod stats;
 pub mod v1;
 pub mod v2;
@@ -181,7 +182,7 @@ impl Cgroup {
             v2::enable_controllers(&mountpoint, dir)?;
         }
         let empty = LinuxResources::default();
-        self.apply(resources.unwrap_or(&empty))?;
+        self.apply(resources.unwrap_or(&empty), false)?;
         devices::apply(
             self,
             resources
@@ -199,14 +200,19 @@ impl Cgroup {
             .map(|(_, dir)| dir.as_path())
     }
 
-    /// Write `resources` (limits only; device rules are applied at create). Used by create and
-    /// `update`.
-    pub fn apply(&self, r: &LinuxResources) -> Result<()> {
-        validate(r)?;
-        if self.unified_host {
-            return v2::apply(self.v2.as_deref().expect("pure v2 host has a v2 dir"), r);
-        }
-        v1::apply(self, r)
+    /// Write `resources` (limits only; device rules are applied at create), as runc does:
+    /// zero values mean "not set", and every value is checked before the first write.
+    /// `undoable` (`update`): a write that fails puts back the files already written, so the
+    /// cgroup is left as it was.
+    pub fn apply(&self, r: &LinuxResources, undoable: bool) -> Result<()> {
+        let r = resources::effective(r);
+        resources::validate(&r)?;
+        let writes = if self.unified_host {
+            v2::plan(self.v2.as_deref().expect("pure v2 host has a v2 dir"), &r)?
+        } else {
+            v1::plan(self, &r)?
+        };
+        fs::apply_writes(writes, undoable)
     }
 
     /// An fd of the cgroup2 directory (the whole cgroup on a pure v2 host, `unified/…` on a
@@ -309,25 +315,6 @@ impl Cgroup {
             fs::rmdir_retry(dir);
         }
     }
-}
-
-/// Values no kernel interface may see: negative byte counts other than -1 ("no limit"). cgroup v2
-/// would silently read "-5" as a huge number.
-fn validate(r: &LinuxResources) -> Result<()> {
-    if let Some(m) = r.memory() {
-        for (name, v) in [
-            ("limit", m.limit()),
-            ("reservation", m.reservation()),
-            ("swap", m.swap()),
-        ] {
-            if let Some(v) = v.filter(|v| *v < -1) {
-                return Err(CgroupError::Invalid(format!(
-                    "linux.resources.memory.{name} {v}: must be -1 (no limit) or ≥ 0"
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::{Component, Path};
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxResources};
 
-use super::fs::{read, write};
+use super::fs::{read, write, Write};
 use super::{CgroupError, Result};
 
 /// Enable every available controller on the way from the hierarchy root down to `dir`'s
@@ -94,82 +94,114 @@ fn max_or(v: i64) -> String {
     }
 }
 
-pub fn apply(d: &Path, r: &LinuxResources) -> Result<()> {
+/// The writes that apply `r` ([`super::resources::effective`]'s: only what was asked for),
+/// every value checked before the first write is made. Values that come in pairs take the
+/// other half from the cgroup when it is not given (`update` changes only what it is given).
+pub fn plan(d: &Path, r: &LinuxResources) -> Result<Vec<Write>> {
+    let mut w = Vec::new();
     if let Some(m) = r.memory() {
-        if let Some(v) = m.reservation() {
-            write(&d.join("memory.low"), &max_or(v))?;
-        }
-        if let Some(swap) = m.swap() {
-            if let Some(v) = swap_max(swap, m.limit())? {
-                write(&d.join("memory.swap.max"), &v)?;
-            }
+        let swap = match (m.swap(), m.limit()) {
+            (Some(swap), Some(limit)) => swap_max(swap, Some(limit))?,
+            (Some(swap), None) => swap_max(swap, Some(current_max(&d.join("memory.max"))?))?,
+            // Unlimited memory with swap unset: unlimited swap too (runc).
+            (None, Some(-1)) if d.join("memory.swap.max").exists() => Some("max".into()),
+            (None, _) => None,
+        };
+        if let Some(v) = swap {
+            w.push(Write::new(d.join("memory.swap.max"), v));
         }
         if let Some(v) = m.limit() {
-            write(&d.join("memory.max"), &max_or(v))?;
+            w.push(Write::new(d.join("memory.max"), max_or(v)));
+        }
+        if let Some(v) = m.reservation() {
+            w.push(Write::new(d.join("memory.low"), max_or(v)));
         }
     }
     if let Some(c) = r.cpu() {
-        if let Some(w) = c.shares().map(shares_to_weight).filter(|w| *w > 0) {
-            write(&d.join("cpu.weight"), &w.to_string())?;
+        if let Some(shares) = c.shares() {
+            let weight = shares_to_weight(shares);
+            w.push(Write::new(d.join("cpu.weight"), weight.to_string()));
         }
         if c.quota().is_some() || c.period().is_some() {
-            let quota = c
-                .quota()
-                .filter(|q| *q > 0)
-                .map_or("max".to_string(), |q| q.to_string());
-            write(
-                &d.join("cpu.max"),
-                &format!("{quota} {}", c.period().unwrap_or(100_000)),
-            )?;
+            w.push(Write::new(
+                d.join("cpu.max"),
+                cpu_max(d, c.quota(), c.period())?,
+            ));
         }
         if let Some(b) = c.burst() {
-            write(&d.join("cpu.max.burst"), &b.to_string())?;
+            w.push(Write::new(d.join("cpu.max.burst"), b.to_string()));
         }
         if let Some(i) = c.idle() {
-            write(&d.join("cpu.idle"), &i.to_string())?;
+            w.push(Write::new(d.join("cpu.idle"), i.to_string()));
         }
-        if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
-            write(&d.join("cpuset.cpus"), cpus)?;
-        }
-        if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
-            write(&d.join("cpuset.mems"), mems)?;
+        for (file, value) in [("cpuset.cpus", c.cpus()), ("cpuset.mems", c.mems())] {
+            if let Some(v) = value {
+                w.push(Write::new(d.join(file), v.clone()));
+            }
         }
     }
     if let Some(p) = r.pids() {
-        write(
-            &d.join("pids.max"),
-            &if p.limit() <= 0 {
-                "max".into()
-            } else {
-                p.limit().to_string()
-            },
-        )?;
+        w.push(Write::new(d.join("pids.max"), max_or(p.limit())));
     }
     if let Some(b) = r.block_io() {
-        apply_io(d, b)?;
+        plan_io(d, b, &mut w);
     }
     for h in r.hugepage_limits().iter().flatten() {
-        write(
-            &d.join(format!("hugetlb.{}.max", h.page_size())),
-            &h.limit().to_string(),
-        )?;
+        let file = d.join(format!("hugetlb.{}.max", h.page_size()));
+        w.push(Write::new(file, h.limit().to_string()));
     }
     if let Some(map) = r.unified().as_ref().filter(|m| !m.is_empty()) {
-        apply_unified(d, map)?;
+        plan_unified(d, map, &mut w)?;
     }
-    Ok(())
+    Ok(w)
 }
 
-fn apply_io(d: &Path, b: &LinuxBlockIo) -> Result<()> {
-    if let Some(w) = b.weight().map(blkio_to_io_weight).filter(|w| *w > 0) {
-        write(&d.join("io.weight"), &format!("default {w}"))?;
+/// memory.max as a number (-1: `max`).
+fn current_max(file: &Path) -> Result<i64> {
+    Ok(read(file)?.parse().unwrap_or(-1))
+}
+
+/// `cpu.max` is "QUOTA PERIOD" in one file: a period alone keeps the current quota, a quota
+/// alone keeps the current period (the kernel does, when the period is left out).
+fn cpu_max(d: &Path, quota: Option<i64>, period: Option<u64>) -> Result<String> {
+    let quota = match quota {
+        Some(q) => max_or(q),
+        None => read(&d.join("cpu.max"))?
+            .split_whitespace()
+            .next()
+            .unwrap_or("max")
+            .to_string(),
+    };
+    Ok(match period {
+        Some(p) => format!("{quota} {p}"),
+        None => quota,
+    })
+}
+
+fn plan_io(d: &Path, b: &LinuxBlockIo, w: &mut Vec<Write>) {
+    let file = d.join("io.weight");
+    let line = |key: String, value: String| {
+        Write::keyed(
+            file.clone(),
+            &key,
+            format!("{key} {value}"),
+            format!("{key} default"),
+        )
+    };
+    if let Some(v) = b.weight().map(blkio_to_io_weight) {
+        w.push(Write::keyed(
+            file.clone(),
+            "default",
+            format!("default {v}"),
+            "default 100".into(),
+        ));
     }
     for wd in b.weight_device().iter().flatten() {
-        if let Some(w) = wd.weight().map(blkio_to_io_weight).filter(|w| *w > 0) {
-            write(
-                &d.join("io.weight"),
-                &format!("{}:{} {w}", wd.major(), wd.minor()),
-            )?;
+        if let Some(v) = wd.weight().map(blkio_to_io_weight) {
+            w.push(line(
+                format!("{}:{}", wd.major(), wd.minor()),
+                v.to_string(),
+            ));
         }
     }
     let throttles = [
@@ -178,19 +210,21 @@ fn apply_io(d: &Path, b: &LinuxBlockIo) -> Result<()> {
         ("riops", b.throttle_read_iops_device()),
         ("wiops", b.throttle_write_iops_device()),
     ];
-    for (key, list) in throttles {
+    for (limit, list) in throttles {
         for t in list.iter().flatten() {
-            write(
-                &d.join("io.max"),
-                &format!("{}:{} {key}={}", t.major(), t.minor(), t.rate()),
-            )?;
+            let key = format!("{}:{}", t.major(), t.minor());
+            w.push(Write::keyed(
+                d.join("io.max"),
+                &key,
+                format!("{key} {limit}={}", t.rate()),
+                format!("{key} rbps=max wbps=max riops=max wiops=max"),
+            ));
         }
     }
-    Ok(())
 }
 
 /// The `unified` map: arbitrary `file: value` pairs, each a plain file of this cgroup.
-pub fn apply_unified(d: &Path, map: &HashMap<String, String>) -> Result<()> {
+pub fn plan_unified(d: &Path, map: &HashMap<String, String>, w: &mut Vec<Write>) -> Result<()> {
     let mut keys: Vec<_> = map.keys().collect();
     keys.sort();
     for key in keys {
@@ -208,7 +242,7 @@ pub fn apply_unified(d: &Path, map: &HashMap<String, String>) -> Result<()> {
                 "unified key {key:?} must name a file of the container's cgroup"
             )));
         }
-        write(&d.join(key), &map[key])?;
+        w.push(Write::new(d.join(key), map[key].clone()));
     }
     Ok(())
 }
@@ -255,7 +289,9 @@ mod tests {
             "unified": {"memory.high": "50000000"}
         }))
         .unwrap();
-        apply(t.path(), &r).unwrap();
+        std::fs::write(t.path().join("cpu.max"), "max 100000").unwrap();
+        let writes = plan(t.path(), &super::super::resources::effective(&r)).unwrap();
+        super::super::fs::apply_writes(writes, false).unwrap();
         let get = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap();
         assert_eq!(get("memory.max"), "67108864");
         assert_eq!(get("memory.swap.max"), "67108864");
@@ -265,6 +301,6 @@ mod tests {
         assert_eq!(get("pids.max"), "20");
         assert_eq!(get("memory.high"), "50000000");
         let escape: HashMap<String, String> = [("../x".to_string(), "1".to_string())].into();
-        assert!(apply_unified(t.path(), &escape).is_err());
+        assert!(plan_unified(t.path(), &escape, &mut Vec::new()).is_err());
     }
 }

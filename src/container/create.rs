@@ -45,7 +45,9 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     state::validate_id(id)?;
     let mut bundle = Bundle::load(&opts.bundle)?;
     // GPU and CDI requests become spec edits here, before the cgroup (and its device rules)
-    // exists; a container that asks for none costs a scan of its env.
+    // exists; a container that asks for none costs a scan of its env. Docker's `--gpus` hook
+    // would do the same work again: the env carries the request, the hook goes.
+    crate::gpu::toolkit::take_hook(&mut bundle.spec);
     let gpu = crate::gpu::prepare(&mut bundle.spec)?;
     let process = bundle
         .spec

@@ -22,6 +22,7 @@ pub mod nvml_query;
 pub mod procfs;
 pub mod require;
 pub mod select;
+pub mod toolkit;
 
 use std::path::PathBuf;
 

@@ -75,6 +75,9 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
             .map_err(Error::sys("unshare(CLONE_NEWCGROUP)"))?;
     }
     plan.namespaces.join_all()?;
+    if plan.namespaces.new.contains(CloneFlags::CLONE_NEWNET) {
+        sys::loopback_up().map_err(Error::sys("bring up lo (SIOCSIFFLAGS)"))?;
+    }
     if !plan.no_new_keyring {
         join_keyring(plan.id)?;
     }

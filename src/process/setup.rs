@@ -109,35 +109,50 @@ pub(super) fn environment(process: &Process) -> Vec<String> {
     process.env().clone().unwrap_or_default()
 }
 
-/// Find args[0] the way execvp would, using the container's PATH, after pivot_root.
+/// Find args[0] in the container's PATH as Go's `exec.LookPath` does in runc's init, with its
+/// error text: engines pick exit codes from it (Docker: "permission denied" → 126, "executable
+/// file not found" / "no such file or directory" next to the command's name → 127).
 pub(super) fn lookup_path(arg0: &str, env: &[String]) -> Result<CString> {
-    let not_found = || {
-        Error::Unsupported(format!(
-            "exec: {arg0:?}: executable file not found in $PATH"
-        ))
+    let found = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::Unsupported(format!("exec: {arg0:?}: path contains NUL")))
     };
-    let candidates: Vec<PathBuf> = if arg0.contains('/') {
-        vec![PathBuf::from(arg0)]
-    } else {
-        let path = env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        path.split(':')
-            .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0))
-            .collect()
-    };
-    for c in &candidates {
-        if nix::unistd::access(c, nix::unistd::AccessFlags::X_OK).is_ok() && c.is_file() {
-            return CString::new(c.as_os_str().as_bytes()).map_err(|_| not_found());
+    if arg0.contains('/') {
+        return match executable(Path::new(arg0)) {
+            Ok(()) => found(Path::new(arg0)),
+            Err(why) => Err(Error::Unsupported(format!("exec: {arg0:?}: {why}"))),
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':') {
+        let candidate = Path::new(if dir.is_empty() { "." } else { dir }).join(arg0);
+        if executable(&candidate).is_ok() {
+            return found(&candidate);
         }
     }
-    if arg0.contains('/') {
-        return Err(Error::Unsupported(format!(
-            "exec: {arg0:?}: stat {arg0}: no such file or directory"
-        )));
+    Err(Error::Unsupported(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    )))
+}
+
+/// A file with an execute bit for anyone (Go's `findExecutable`); the error in Go's words.
+fn executable(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err("permission denied".into()),
+        Err(e) => {
+            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+            Err(format!(
+                "stat {}: {}",
+                path.display(),
+                errno.desc().to_lowercase()
+            ))
+        }
     }
-    Err(not_found())
 }
 
 /// setgroups → setresgid → setresuid, keeping permitted capabilities across the uid change,
@@ -208,7 +223,23 @@ mod tests {
             .to_str()
             .unwrap()
             .ends_with("/sh"));
-        assert!(lookup_path("definitely-not-a-binary", &env).is_err());
-        assert!(lookup_path("/nonexistent/x", &env).is_err());
+        let err = |arg0: &str| lookup_path(arg0, &env).unwrap_err().to_string();
+        assert_eq!(
+            err("definitely-not-a-binary"),
+            "exec: \"definitely-not-a-binary\": executable file not found in $PATH"
+        );
+        assert_eq!(
+            err("/nonexistent/x"),
+            "exec: \"/nonexistent/x\": stat /nonexistent/x: no such file or directory"
+        );
+        // A directory, or a file without an execute bit: Docker's 126.
+        assert_eq!(err("/tmp"), "exec: \"/tmp\": permission denied");
+        let t = tempfile::tempdir().unwrap();
+        let plain = t.path().join("plain");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        assert!(err(plain.to_str().unwrap()).ends_with(": permission denied"));
+        // Not executable in a PATH dir: skipped, as Go's LookPath skips it.
+        let env = vec![format!("PATH={}", t.path().display())];
+        assert!(lookup_path("plain", &env).is_err());
     }
 }

@@ -9,6 +9,7 @@ pub mod idmap;
 pub mod mounts;
 pub mod paths;
 pub mod pivot;
+pub mod propagation;
 pub mod resolve;
 
 use std::path::Path;
@@ -34,15 +35,7 @@ pub fn prepare(
 ) -> Result<()> {
     let spec = &bundle.spec;
     let rootfs = bundle.rootfs.as_path();
-    // Nothing we mount below may propagate back to the host.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(Error::sys("make / rslave"))?;
+    propagation::prepare(spec, rootfs)?;
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(rootfs),
@@ -136,18 +129,7 @@ pub fn finish(bundle: &Bundle) -> Result<()> {
         paths::remount_readonly(Path::new("/"))
             .map_err(Error::sys_path("remount read-only", "/"))?;
     }
-    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_ref()) {
-        let flag = mounts::propagation_flag(p).expect("validated in spec::validate");
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            flag | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(Error::sys_path("set rootfs propagation", "/"))?;
-    }
-    Ok(())
+    propagation::finish(spec)
 }
 
 use std::os::fd::AsFd;

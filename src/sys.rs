@@ -9,7 +9,9 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 
 mod mount_api;
+mod net;
 pub use mount_api::{mount_setattr_idmap, move_mount_fd, open_tree_clone};
+pub use net::loopback_up;
 
 /// `struct clone_args` from `<linux/sched.h>` (the first, stable 88 bytes: up to `cgroup`).
 #[repr(C)]
@@ -183,32 +185,6 @@ pub fn set_domainname(name: &str) -> Result<(), Errno> {
     // SAFETY: pointer and length describe `name`'s bytes, valid for the duration of the call.
     let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
     Errno::result(ret).map(drop)
-}
-
-/// Bring the loopback interface of the current network namespace up (`SIOCSIFFLAGS`), as
-/// runc and crun do for a new network namespace: a service on 127.0.0.1 must be reachable
-/// from inside the container.
-pub fn loopback_up() -> Result<(), Errno> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: `req` is a valid ifreq naming "lo" that outlives both calls; SIOCGIFFLAGS fills
-    // `ifru_flags`, the union member SIOCSIFFLAGS then reads.
-    unsafe {
-        Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
-    }
-    Ok(())
 }
 
 /// `_exit(2)`: leave the forked child without running the parent's atexit handlers or flushing

@@ -26,6 +26,11 @@ fn remount_root(flags: MsFlags, what: &'static str) -> Result<()> {
 pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
     let flags = requested(spec).unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     remount_root(flags, "set propagation of")?;
+    // After a recursive rslave/rprivate (the default) no mount is shared: no mountinfo to read
+    // on the common path.
+    if flags.contains(MsFlags::MS_REC) && !flags.contains(MsFlags::MS_SHARED) {
+        return Ok(());
+    }
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
     if let Some(parent) = shared_parent(&info, rootfs) {

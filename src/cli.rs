@@ -29,7 +29,7 @@ pub struct Cli {
     /// Log debug messages to the --log file
     #[arg(long)]
     pub debug: bool,
-    /// Manage cgroups through systemd (not supported: gpurun manages cgroupfs directly)
+    /// Make the container's cgroup a systemd transient unit (cgroupsPath "slice:prefix:name")
     #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
     /// Print the version

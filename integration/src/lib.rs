@@ -22,7 +22,9 @@ pub use gpu::{
 };
 pub use leak::{cgroup_dirs, marked_pids, Leaks, CGROUP_PREFIX};
 pub use probe::{alive, cg, dump, get, probe};
-pub use rootless::{as_user, rootless_env, rootless_user, RootlessUser, ROOTLESS_USER};
+pub use rootless::{
+    as_user, as_user_with, rootless_env, rootless_user, RootlessUser, ROOTLESS_USER,
+};
 pub use serde_json::{json, Value};
 pub use util::{
     bin, cap_mask, find_mount, gpurun_only, is_gpurun, parse_mountinfo, poll, read_status_field,

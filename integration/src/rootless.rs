@@ -137,7 +137,19 @@ fn runtime_copy() -> PathBuf {
 /// Run the runtime copy as the user, in the bundle dir, with its XDG_RUNTIME_DIR
 /// (`xdg: false`: none, to see the default root refused) and no `--root`.
 pub fn as_user(env: &Env, user: &RootlessUser, xdg: bool, args: &[&str]) -> Out {
+    as_user_with(env, user, xdg, &[], args)
+}
+
+/// [`as_user`] with `vars` added to the user's environment.
+pub fn as_user_with(
+    env: &Env,
+    user: &RootlessUser,
+    xdg: bool,
+    vars: &[(&str, &str)],
+    args: &[&str],
+) -> Out {
     let mut cmd = user_command(user);
+    cmd.envs(vars.iter().copied());
     if xdg {
         cmd.env("XDG_RUNTIME_DIR", env.dir.join("xdg"));
     }

@@ -30,6 +30,8 @@ pub enum CgroupError {
     Invalid(String),
     #[error("cgroup: {0}")]
     Unsupported(String),
+    #[error("systemd: {0}")]
+    Systemd(String),
     #[error("cgroup: bpf {op}: {errno}{log}")]
     Bpf {
         op: &'static str,

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod path;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
@@ -130,17 +131,35 @@ pub struct Cgroup {
     /// Directories gpurun created (innermost last), removed again by `remove`.
     #[serde(default)]
     pub created: Vec<PathBuf>,
+    /// `--systemd-cgroup`: the transient unit systemd made for the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<systemd::Unit>,
+}
+
+/// Who makes and owns the container's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Manager {
+    /// gpurun, in cgroupfs (runc's default).
+    Cgroupfs,
+    /// systemd, as a transient unit (`--systemd-cgroup`); `rootless`: the user's manager.
+    Systemd { rootless: bool },
 }
 
 impl Cgroup {
     /// Make the container's cgroup in every hierarchy and apply `resources` (and the device
     /// rules, with `devices` from linux.devices allowed). On error, nothing is left behind.
+    /// With systemd nothing is made yet: the directories are only named, and
+    /// [`Cgroup::start_unit`] makes them once the init exists.
     pub fn create(
         cgroups_path: Option<&Path>,
         id: &str,
         resources: Option<&LinuxResources>,
         devices: &[LinuxDevice],
+        manager: Manager,
     ) -> Result<Cgroup> {
+        if let Manager::Systemd { rootless } = manager {
+            return Cgroup::for_unit(cgroups_path, id, rootless);
+        }
         let mut cg = Cgroup::default();
         let result = cg.create_in(cgroups_path, id, resources, devices);
         match result {
@@ -311,6 +330,15 @@ impl Cgroup {
     /// Remove every directory gpurun made (innermost first). The processes must be gone; the
     /// kernel may take a moment to release a cgroup whose last task just died.
     pub fn remove(&self) {
+        if let Some(unit) = &self.systemd {
+            if let Err(e) = systemd::stop(unit) {
+                crate::logging::warn(&e.to_string());
+            }
+            // systemd removes the unit's cgroup; the v1 hierarchies it does not manage are ours.
+            for dir in self.v1.values().chain(self.v2.iter()) {
+                fs::rmdir_retry(dir);
+            }
+        }
         for dir in self.created.iter().rev() {
             fs::rmdir_retry(dir);
         }

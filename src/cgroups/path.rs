@@ -16,7 +16,7 @@ pub fn container_dir(
         .unwrap_or(Path::new(id));
     if inner.to_string_lossy().contains(':') {
         return Err(CgroupError::Unsupported(format!(
-            "cgroupsPath {} looks like a systemd slice:prefix:name; gpurun manages cgroupfs only (no --systemd-cgroup)",
+            "cgroupsPath {} looks like a systemd slice:prefix:name; the cgroupfs driver takes paths (pass --systemd-cgroup for the systemd driver)",
             inner.display()
         )));
     }

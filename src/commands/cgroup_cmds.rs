@@ -29,6 +29,7 @@ pub fn update(root: &Path, args: &UpdateArgs) -> Result<i32> {
             "update: changing device rules on cgroup v2 is not supported".into(),
         ));
     }
+    state.cgroup.update_unit(&resources)?;
     state.cgroup.apply(&resources, true)?;
     if let Some(rules) = resources.devices().as_deref().filter(|d| !d.is_empty()) {
         crate::cgroups::devices::apply(&state.cgroup, rules, &[])?;

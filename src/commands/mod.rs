@@ -16,11 +16,6 @@ use crate::state;
 
 /// Run the parsed command; returns the process exit code.
 pub fn dispatch(cli: &Cli) -> Result<i32> {
-    if cli.systemd_cgroup {
-        return Err(Error::Unsupported(
-            "--systemd-cgroup is not supported: gpurun manages cgroups through cgroupfs (use the cgroupfs manager)".into(),
-        ));
-    }
     // Pinned before anything can change our user namespace.
     crate::rootless::is_rootless();
     let Some(command) = &cli.command else {
@@ -39,11 +34,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     let root = root_buf.as_path();
     match command {
         Command::Create(args) => {
-            create::create(root, &args.id, &create_options(args))?;
+            create::create(root, &args.id, &create_options(args, cli.systemd_cgroup))?;
             Ok(0)
         }
         Command::Start { id } => container::start(root, id).map(|()| 0),
-        Command::Run(args) => run::run(root, args),
+        Command::Run(args) => run::run(root, args, cli.systemd_cgroup),
         Command::State { id } => print_state(root, id),
         Command::Kill { all, id, signal } => {
             let sig = crate::signal::parse(signal)?;
@@ -77,7 +72,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     }
 }
 
-pub(crate) fn create_options(args: &CreateArgs) -> create::CreateOptions {
+pub(crate) fn create_options(args: &CreateArgs, systemd_cgroup: bool) -> create::CreateOptions {
     let listen_fds = socket_activation_fds();
     create::CreateOptions {
         bundle: args.bundle.clone(),
@@ -94,6 +89,7 @@ pub(crate) fn create_options(args: &CreateArgs) -> create::CreateOptions {
             0 => Vec::new(),
             n => vec![format!("LISTEN_FDS={n}"), "LISTEN_PID=1".to_string()],
         },
+        systemd_cgroup,
     }
 }
 

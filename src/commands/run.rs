@@ -27,9 +27,9 @@ const FORWARDED: [Signal; 8] = [
     Signal::SIGCONT,
 ];
 
-pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
+pub fn run(root: &Path, args: &RunArgs, systemd_cgroup: bool) -> Result<i32> {
     let id = &args.create.id;
-    let mut opts = super::create_options(&args.create);
+    let mut opts = super::create_options(&args.create, systemd_cgroup);
     let attach = attach_unless(args.detach, &mut opts.console)?;
     // Block the forwarded signals before the init exists: they are then queued for our
     // signalfd instead of killing us mid-way. The init restores its own mask before exec.

@@ -30,6 +30,8 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// Appended to process.env.
     pub extra_env: Vec<String>,
+    /// `--systemd-cgroup`: systemd makes the cgroup, as a transient unit.
+    pub systemd_cgroup: bool,
 }
 
 /// A container whose init waits for `start`.
@@ -76,6 +78,12 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         linux
             .and_then(|l| l.devices().as_deref())
             .unwrap_or_default(),
+        match opts.systemd_cgroup {
+            true => crate::cgroups::Manager::Systemd {
+                rootless: crate::rootless::is_rootless(),
+            },
+            false => crate::cgroups::Manager::Cgroupfs,
+        },
     );
     let cgroup = match crate::rootless::is_rootless() {
         true => crate::rootless::cgroup_or_none(cgroup, linux.and_then(|l| l.resources().as_ref())),

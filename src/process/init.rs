@@ -64,10 +64,12 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     if userns {
         crate::userns::become_root(chan)?;
         prctl::set_dumpable(false).map_err(Error::sys("prctl(PR_SET_DUMPABLE)"))?;
+    } else if plan.cgroup.placed_by_parent() {
+        chan.expect(crate::process::sync::Msg::Mapped)?;
     }
-    // Into the cgroup before anything else runs (the parent did it for a user namespace), then
-    // (if asked) a cgroup namespace rooted there.
-    if !userns {
+    // Into the cgroup before anything else runs (the parent did it for a user namespace and
+    // with systemd), then (if asked) a cgroup namespace rooted there.
+    if !userns && !plan.cgroup.placed_by_parent() {
         plan.cgroup.join_self(in_cgroup)?;
     }
     if plan.namespaces.new.contains(CloneFlags::CLONE_NEWCGROUP) {

@@ -27,7 +27,11 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
     // The cgroup namespace is unshared by the init once it is inside its cgroup, so that the
     // namespace is rooted there (clone would root it at *our* cgroup).
     let flags = (plan.namespaces.new - CloneFlags::CLONE_NEWCGROUP).bits();
-    let cgroup_dir = plan.cgroup.clone_into_fd()?;
+    // With systemd the cgroup does not exist yet: the init is born outside it and moved.
+    let cgroup_dir = match plan.cgroup.placed_by_parent() {
+        true => None,
+        false => plan.cgroup.clone_into_fd()?,
+    };
     let forked = clone_in_pid_ns(plan.namespaces.pid.as_ref(), || {
         match &plan.namespaces.user {
             Some(user) => clone_in_user_ns(user, flags),
@@ -48,8 +52,9 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
                 pidfd,
                 chan: parent_end,
             };
-            if plan.namespaces.has(CloneFlags::CLONE_NEWUSER) {
-                if let Err(e) = map_user_namespace(plan, &init) {
+            let userns = plan.namespaces.has(CloneFlags::CLONE_NEWUSER);
+            if userns || plan.cgroup.placed_by_parent() {
+                if let Err(e) = place_init(plan, &init, userns) {
                     init.kill_and_reap();
                     return Err(e);
                 }
@@ -99,15 +104,28 @@ fn clone_in_user_ns(user: &Join, flags: i32) -> Result<Forked> {
     }
 }
 
-/// Step 0 of sync.rs: give the init in its new user namespace an identity and its cgroup
-/// (a user namespace joined by path has its maps already).
-fn map_user_namespace(plan: &CreatePlan, init: &Init) -> Result<()> {
+/// Step 0 of sync.rs: give the init in its new user namespace an identity (a user namespace
+/// joined by path has its maps already), and put it in its cgroup: systemd's unit, made now
+/// that the init's pid exists, or the cgroupfs one it may not join itself from inside a user
+/// namespace.
+fn place_init(plan: &CreatePlan, init: &Init, userns: bool) -> Result<()> {
+    let linux = plan.bundle.spec.linux().as_ref();
     if plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER) {
-        let linux = plan.bundle.spec.linux().as_ref();
         let linux = linux.expect("validated: a user namespace comes with linux.uidMappings");
         crate::userns::write_mappings(init.pid, linux)?;
     }
-    plan.cgroup.add(init.pid.as_raw())?;
+    if plan.cgroup.placed_by_parent() {
+        plan.cgroup.start_unit(
+            init.pid.as_raw(),
+            plan.id,
+            linux.and_then(|l| l.resources().as_ref()),
+            linux
+                .and_then(|l| l.devices().as_deref())
+                .unwrap_or_default(),
+        )?;
+    } else if userns {
+        plan.cgroup.add(init.pid.as_raw())?;
+    }
     init.chan.send(&Msg::Mapped)
 }
 

@@ -5,7 +5,7 @@
 //!
 //! | step | direction     | message      | sent when                                         | the receiver then                                  |
 //! |------|---------------|--------------|---------------------------------------------------|----------------------------------------------------|
-//! | 0    | parent → init | `Mapped`     | only with a user namespace (new: the parent wrote the init's uid/gid maps; joined by path: entered before the clone) and put the init in its cgroup (a process inside the namespace may not) | becomes root of its namespace, then goes on |
+//! | 0    | parent → init | `Mapped`     | only with a user namespace or the systemd driver: the parent wrote the init's uid/gid maps (new user namespace; joined by path: entered before the clone) and put the init in its cgroup (a process inside the namespace may not; systemd's scope can only be made once the init's pid exists) | becomes root of its namespace (if any), then goes on |
 //! | 1    | init → parent | `Hooks`      | namespaces, mounts and /dev are ready, before pivot_root; only if the spec has hooks of the create phases | runs prestart + createRuntime hooks with the init's pid, replies `HooksDone` |
 //! | 2    | parent → init | `HooksDone(state)` | the hooks succeeded; carries the state JSON | runs createContainer hooks, continues: pivot_root, paths, user, capabilities (startContainer hooks later, before exec) |
 //! | 3    | init → parent | `Ready`      | all set up; args[0] resolved. The init still dies with the parent (PR_SET_PDEATHSIG) | writes state.json (status `created`) and the pid file |

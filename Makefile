@@ -59,9 +59,15 @@ integration: deps build bundle
 build-test: deps build bundle
 	$(CARGO) test --release -p gpurun-build
 
-# The same integration suite on a pure cgroup v2 kernel (User-Mode Linux or QEMU, integration/vm/).
+# The same integration suite on a pure cgroup v2 kernel (User-Mode Linux or QEMU, integration/vm/),
+# then the --systemd-cgroup tests in short guests with systemd as PID 1: pure cgroup v2 with the
+# engines, then hybrid cgroups (QEMU; under UML that test says it skips). All three always run.
 vmtest: deps build bundle
-	integration/vm/run-suite.sh
+	rc=0; integration/vm/run-suite.sh || rc=1; \
+	VM_SYSTEMD=1 integration/vm/run-suite.sh || rc=1; \
+	VM_SYSTEMD=1 VM_TESTS=systemd VMRUN_KERNEL_ARGS=systemd.unified_cgroup_hierarchy=0 \
+		VM_RESULTS=$(CURDIR)/target/vm-results-systemd-hybrid integration/vm/run-suite.sh || rc=1; \
+	exit $$rc
 
 test: deps build lint unit demo integration build-test vmtest
 

@@ -111,7 +111,17 @@ fn cgroups_path_forms() {
     let env = Env::new("cgroups_path_forms");
     env.config(|s| set_args(s, &["sleep", "3600"]));
     let me = std::process::id() as i32;
-    let own = pids_dir(me);
+    // Relative paths start at the runtime's own cgroup; on a pure v2 host at its parent (runc:
+    // the own one most likely holds processes, so it cannot have controllers for children).
+    let own = match cgroup2_host() {
+        true => pids_dir(me).parent().unwrap().to_path_buf(),
+        false => pids_dir(me),
+    };
+    let own = if own.starts_with("/sys/fs/cgroup") {
+        own
+    } else {
+        "/sys/fs/cgroup".into()
+    };
     let root = if cgroup2_host() {
         Path::new("/sys/fs/cgroup")
     } else {

@@ -112,3 +112,39 @@ fn update_changes_only_what_it_is_given() {
     env.gpurun(&["delete", "--force", &id]).assert_ok();
     env.assert_clean();
 }
+
+/// containerd's CRI (`UpdateContainerResources`) sends the container's whole resources, its
+/// unchanged device rules included: accepted, and the limits change.
+#[test]
+fn update_with_the_unchanged_device_rules_changes_the_limits() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("update_unchanged_devices");
+    let mem = cg("memory/memory.limit_in_bytes", "memory.max");
+    let rules = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"}
+    ]);
+    probe(&env, &[mem], |s| {
+        s["linux"]["resources"] = json!({"devices": rules, "memory": {"limit": 64 << 20}});
+    });
+    let id = env.id();
+    let mut out = env.create_ok(&id);
+    env.gpurun(&["start", &id]).assert_ok();
+    assert_eq!(get(&dump(&env, &mut out, 1), mem), "67108864");
+    let update = json!({"devices": rules, "memory": {"limit": 128 << 20}});
+    env.gpurun_stdin(&["update", "--resources", "-", &id], &update.to_string())
+        .assert_ok();
+    env.gpurun(&["kill", &id, "USR1"]).assert_ok();
+    assert_eq!(get(&dump(&env, &mut out, 2), mem), "134217728");
+    // Changed rules cannot be applied on cgroup v2 yet (gpurun-only: runc replaces its program).
+    if cgroup2_host() && is_gpurun() {
+        let changed = json!({"devices": [{"allow": true, "access": "rwm"}]});
+        env.gpurun_stdin(&["update", "--resources", "-", &id], &changed.to_string())
+            .assert_err("changing device rules on cgroup v2 is not supported");
+    }
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}

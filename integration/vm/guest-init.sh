@@ -3,6 +3,8 @@
 #   VMRUN_DIR     host temp dir (cmd.sh in, rc out), mounted rw at the same path
 #   VMRUN_RW      ":"-separated host dirs to mount rw at the same paths
 #   VMRUN_CGROUP  optional child cgroup for the command ("" = root cgroup)
+#   VMRUN_SYSTEMD 1: systemd as PID 1 instead (it mounts the cgroup2 itself and runs cmd.sh as
+#                 vmrun.service: units from systemd-units.sh, in VMRUN_DIR)
 # Our / is the host's / via hostfs, read-only. We build a writable copy of it
 # (overlay with a tmpfs upper layer), give it fresh proc/sys/dev and a pure
 # cgroup2, switch into it, run cmd.sh, write its exit status, power off.
@@ -34,10 +36,12 @@ for d in /var/lib/containers /var/lib/containerd; do
 done
 
 # Pure cgroup v2; delegate every available controller to children of the root.
-mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || die "cgroup2 mount failed"
-for c in $(cat $R/sys/fs/cgroup/cgroup.controllers); do
-	echo "+$c" >$R/sys/fs/cgroup/cgroup.subtree_control || echo "vmrun guest: cannot enable $c"
-done
+if [ "${VMRUN_SYSTEMD:-}" != 1 ]; then
+	mount -t cgroup2 -o nsdelegate cgroup2 $R/sys/fs/cgroup || die "cgroup2 mount failed"
+	for c in $(cat $R/sys/fs/cgroup/cgroup.controllers); do
+		echo "+$c" >$R/sys/fs/cgroup/cgroup.subtree_control || echo "vmrun guest: cannot enable $c"
+	done
+fi
 
 # Kernel modules for modprobe (overlay, veth, ...): UML keeps them elsewhere.
 mkdir -p "$R/lib/modules/$(uname -r)"
@@ -54,9 +58,20 @@ done
 unset IFS
 
 hostname vmrun
+if [ "${VMRUN_SYSTEMD:-}" = 1 ]; then
+	mkdir -p $R/etc/systemd/system $R/etc/systemd/system-generators
+	cp -a "$R$VMRUN_DIR/systemd/." $R/etc/systemd/system/ &&
+		cp -a "$R$VMRUN_DIR/generators/." $R/etc/systemd/system-generators/ || die "no units in $VMRUN_DIR"
+	echo vmrun >$R/etc/hostname
+fi
 cd $R
 mkdir -p run/oldroot
 pivot_root . run/oldroot || die "pivot_root failed"
+if [ "${VMRUN_SYSTEMD:-}" = 1 ]; then
+	# quiet from the start (its first messages precede the parsing of its arguments)
+	export SYSTEMD_LOG_LEVEL=warning SYSTEMD_LOG_TARGET=kmsg
+	exec chroot . /bin/sh -c 'umount -l /run/oldroot; exec /lib/systemd/systemd --unit=vmrun.service --log-target=kmsg --log-level=warning --show-status=0'
+fi
 exec chroot . /bin/sh -c '
 	umount -l /run/oldroot
 	ip link set lo up 2>/dev/null

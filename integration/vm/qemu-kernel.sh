@@ -8,7 +8,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 D=${1:?usage: qemu-kernel.sh DIR}
 mkdir -p "$D" && D=$(cd "$D" && pwd)
-[ -s "$D/vmlinux" ] && [ -s "$D/initramfs.gz" ] && [ "$D/initramfs.gz" -nt "$HERE/qemu-init" ] && exit 0
+[ -s "$D/vmlinux" ] && [ -s "$D/initramfs.gz" ] && [ "$D/initramfs.gz" -nt "$HERE/qemu-init" ] &&
+	[ "$D/initramfs.gz" -nt "$HERE/qemu-kernel.sh" ] && exit 0
 cd "$D"
 kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }'; }
 pkg=$(kernel_pkg)
@@ -36,9 +37,10 @@ rm -rf initramfs && mkdir -p initramfs/bin initramfs/mods
 cp "$(command -v busybox)" initramfs/bin/busybox
 cp "$HERE/qemu-init" initramfs/init && chmod 755 initramfs/init
 # Loaded in this order by qemu-init: 9p over virtio-pci for the host's /, overlay for the
-# writable layer on top.
+# writable layer on top. autofs4 only with VMRUN_SYSTEMD=1: systemd loads it otherwise, and says so
+# on the console before it has read its log level.
 mods="netfs fscache 9pnet 9p virtio_ring virtio 9pnet_virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci overlay"
-for m in $mods; do
+for m in $mods autofs4; do
 	f=$(find "root/lib/modules/$kver" -name "$m.ko*" | head -n1)
 	[ -n "$f" ] || { echo "qemu-kernel: module $m missing from $pkg" >&2; exit 1; }
 	case $f in

@@ -13,10 +13,21 @@
 #        VM_TEST_TIMEOUT (s per test binary, default 1800: the engine tests are slow in a VM),
 #        VM (uml or qemu: skip the choice), VM_MEM (default 1G under UML, 2G under QEMU),
 #        VMRUN_TIMEOUT (default 3000), VMRUN_ENV (more vars to forward)
+#        VM_SYSTEMD=1: the guest boots systemd as PID 1 (VMRUN_SYSTEMD), for the runtime's
+#          --systemd-cgroup driver; VM_TESTS then defaults to "systemd systemd_engines",
+#          VM_RESULTS to target/vm-results-systemd, and the engines those tests drive (Docker,
+#          containerd with its CRI, Podman, a Python CRI client) are set up here on the host first
+#          (integration/engines/systemd.sh setup): the guest has no network
 # Exit status: the command's (non-zero if any test failed). Exits 0 with a line
 # "skipped: REASON" only when no VM can run here (not x86_64, no apt-get or root to install).
 set -uo pipefail
-VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update engines exec gpu gpu_cdi gpu_docker gpu_procfs lifecycle mounts namespaces rootless userns}
+VM_SYSTEMD=${VM_SYSTEMD:-${VMRUN_SYSTEMD:-}}
+if [ "$VM_SYSTEMD" = 1 ]; then
+	export VMRUN_SYSTEMD=1
+	VM_TESTS=${VM_TESTS:-systemd systemd_engines}
+else
+	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update engines exec gpu gpu_cdi gpu_docker gpu_procfs lifecycle mounts namespaces rootless userns}
+fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 cd "$ROOT"
@@ -41,6 +52,8 @@ install() {
 		{ tail -5 /tmp/run-suite-apt.log; die "apt-get install$missing failed"; }
 }
 install busybox-static jq runc
+# VM_SYSTEMD=1: the guest boots the host's systemd, with the host's D-Bus daemon
+[ "$VM_SYSTEMD" != 1 ] || install systemd dbus
 # A UML kernel that works panics with init's exit status 0 when init=/bin/true exits. UML 6.1
 # cannot restore the FPU state of a host process on CPUs whose XSAVE area it does not know
 # (AVX-512/AMX: ptrace refuses its short buffer), so there every program dies at once (0x0b).
@@ -94,18 +107,22 @@ if [ $# -eq 0 ]; then
 	# the host run of the same tests (`make integration`); the guest never runs apt-get.
 	export VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-1800} ENGINES_NO_INSTALL=1
 	[ ${#tests[@]} -gt 0 ] || die "no integration test executables found"
+	# The engines of the systemd node tests, installed here: the guest has no network.
+	if [ "$VM_SYSTEMD" = 1 ] && [[ " $VM_TESTS " == *" systemd_engines "* || $VM_TESTS == all ]]; then
+		bash integration/engines/systemd.sh setup || die "integration/engines/systemd.sh setup failed"
+	fi
 	bundles/build.sh >/dev/null || die "bundles/build.sh failed" # once here, not in every guest
 	set -- "$HERE/guest-tests.sh" "${tests[@]}"
 fi
 
 # 3. Boot the guest and run the command.
 export GPURUN_BIN=$(realpath -m "${GPURUN_BIN:-target/release/gpurun}")
-export VM_RESULTS=${VM_RESULTS:-$ROOT/target/vm-results} VM_TEST_ARGS=${VM_TEST_ARGS:-}
+export VM_RESULTS=${VM_RESULTS:-$ROOT/target/vm-results$([ "$VM_SYSTEMD" = 1 ] && echo -systemd)} VM_TEST_ARGS=${VM_TEST_ARGS:-}
 mkdir -p "$VM_RESULTS" && rm -f "$VM_RESULTS"/*.log "$VM_RESULTS"/*.rc "$VM_RESULTS"/summary.txt
-export VMRUN_ENV="GPURUN_BIN VM_RESULTS VM_TEST_ARGS VM_TEST_TIMEOUT ENGINES_NO_INSTALL RUST_BACKTRACE RUST_LOG ${VMRUN_ENV:-}"
+export VMRUN_ENV="GPURUN_BIN VMRUN_SYSTEMD VM_RESULTS VM_TEST_ARGS VM_TEST_TIMEOUT ENGINES_NO_INSTALL RUST_BACKTRACE RUST_LOG ${VMRUN_ENV:-}"
 export VMRUN_TIMEOUT=${VMRUN_TIMEOUT:-3000}
 t0=$(date +%s)
 "$VMRUN" -m "${VM_MEM:-$([ "$VM" = uml ] && echo 1G || echo 2G)}" -w "$VM_RESULTS" -- "$@"
 rc=$?
-echo "run-suite: exit $rc after $(($(date +%s) - t0))s in the VM"
+echo "run-suite: exit $rc after $(($(date +%s) - t0))s in the VM$([ "$VM_SYSTEMD" = 1 ] && echo ' (systemd as PID 1)')"
 exit "$rc"

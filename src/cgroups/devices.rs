@@ -8,7 +8,7 @@ use super::fs::write;
 use super::{ebpf, Cgroup, Result};
 
 /// One rule: `kind` is 'a' (all), 'c' or 'b'; `None` numbers are wildcards; access ⊆ "rwm".
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rule {
     pub allow: bool,
     pub kind: char,
@@ -58,20 +58,7 @@ fn kind_char(t: Option<LinuxDeviceType>) -> char {
 
 /// The full, ordered rule list for a container.
 pub fn rules(spec_rules: &[LinuxDeviceCgroup], devices: &[LinuxDevice]) -> Vec<Rule> {
-    let mut out: Vec<Rule> = spec_rules
-        .iter()
-        .map(|r| Rule {
-            allow: r.allow(),
-            kind: kind_char(r.typ()),
-            major: r.major().filter(|m| *m >= 0),
-            minor: r.minor().filter(|m| *m >= 0),
-            access: r
-                .access()
-                .clone()
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| "rwm".into()),
-        })
-        .collect();
+    let mut out = from_spec(spec_rules);
     out.extend(
         devices
             .iter()
@@ -96,6 +83,24 @@ pub fn rules(spec_rules: &[LinuxDeviceCgroup], devices: &[LinuxDevice]) -> Vec<R
             }),
     );
     out
+}
+
+/// `linux.resources.devices` as rules (defaults filled in: all numbers, "rwm").
+pub fn from_spec(spec_rules: &[LinuxDeviceCgroup]) -> Vec<Rule> {
+    spec_rules
+        .iter()
+        .map(|r| Rule {
+            allow: r.allow(),
+            kind: kind_char(r.typ()),
+            major: r.major().filter(|m| *m >= 0),
+            minor: r.minor().filter(|m| *m >= 0),
+            access: r
+                .access()
+                .clone()
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "rwm".into()),
+        })
+        .collect()
 }
 
 /// Install the rules into the container's cgroup.

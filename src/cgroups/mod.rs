@@ -131,6 +131,10 @@ pub struct Cgroup {
     /// Directories gpurun created (innermost last), removed again by `remove`.
     #[serde(default)]
     pub created: Vec<PathBuf>,
+    /// The container's `linux.resources.devices`, as applied at create: an `update` that sends
+    /// them again unchanged (containerd's CRI sends all resources) has nothing to change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_rules: Vec<devices::Rule>,
     /// `--systemd-cgroup`: the transient unit systemd made for the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd: Option<systemd::Unit>,
@@ -157,10 +161,16 @@ impl Cgroup {
         devices: &[LinuxDevice],
         manager: Manager,
     ) -> Result<Cgroup> {
+        let spec_rules = resources.and_then(|r| r.devices().as_deref());
+        let device_rules = devices::from_spec(spec_rules.unwrap_or_default());
         if let Manager::Systemd { rootless } = manager {
-            return Cgroup::for_unit(cgroups_path, id, rootless);
+            let cg = Cgroup::for_unit(cgroups_path, id, rootless)?;
+            return Ok(Cgroup { device_rules, ..cg });
         }
-        let mut cg = Cgroup::default();
+        let mut cg = Cgroup {
+            device_rules,
+            ..Cgroup::default()
+        };
         let result = cg.create_in(cgroups_path, id, resources, devices);
         match result {
             Ok(()) => Ok(cg),

@@ -1,6 +1,7 @@
 //! Where a container's cgroup goes in one hierarchy, as runc's cgroupfs driver decides:
 //! an absolute `cgroupsPath` is taken from the hierarchy's root, a relative one (and the
-//! default, the container id) from the runtime's own cgroup in that hierarchy.
+//! default, the container id) from the runtime's own cgroup in that hierarchy — on a pure
+//! cgroup v2 host from its parent.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -33,10 +34,15 @@ pub fn container_dir(
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
         .collect();
-    let base = if inner.is_absolute() {
-        PathBuf::new()
-    } else {
-        own_cgroup(h)
+    let base = match (inner.is_absolute(), h.v2 && h.name.is_empty()) {
+        (true, _) => PathBuf::new(),
+        // Pure cgroup v2, as runc: our own cgroup most likely holds processes (a service, a
+        // user scope), so no controller can be enabled below it; its parent is the base.
+        (false, true) => own_cgroup(h)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        (false, false) => own_cgroup(h),
     };
     Ok(h.mountpoint().join(base).join(relative))
 }

@@ -24,14 +24,20 @@ pub fn update(root: &Path, args: &UpdateArgs) -> Result<i32> {
         Some(src) => read_resources(src)?,
         None => resources_from_flags(args)?,
     };
-    if resources.devices().as_ref().is_some_and(|d| !d.is_empty()) && state.cgroup.unified_host {
+    // containerd's CRI sends every resource, the unchanged device rules too: nothing to do then.
+    let rules = resources
+        .devices()
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .filter(|d| crate::cgroups::devices::from_spec(d) != state.cgroup.device_rules);
+    if rules.is_some() && state.cgroup.unified_host {
         return Err(Error::Unsupported(
             "update: changing device rules on cgroup v2 is not supported".into(),
         ));
     }
     state.cgroup.update_unit(&resources)?;
     state.cgroup.apply(&resources, true)?;
-    if let Some(rules) = resources.devices().as_deref().filter(|d| !d.is_empty()) {
+    if let Some(rules) = rules {
         crate::cgroups::devices::apply(&state.cgroup, rules, &[])?;
     }
     Ok(0)

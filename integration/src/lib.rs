@@ -7,6 +7,7 @@
 //! in [`sys`].
 
 mod cgroup;
+mod engine;
 mod env;
 mod gpu;
 mod leak;
@@ -16,6 +17,7 @@ pub mod sys;
 mod util;
 
 pub use cgroup::{cgroup2_host, has_controller, proc_cgroup_dir, proc_cgroup_dirs};
+pub use engine::engine_script;
 pub use env::Env;
 pub use gpu::{
     a100x8_mig, gpu_env, h100x2, mock_nvml, with_env, FakeGpuHost, DRIVER_VERSION, UVM_MAJOR,

@@ -35,26 +35,7 @@ fn engine_with(script: &str, tool: &str, envs: &[(&str, &Path)]) {
         return;
     }
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("engines")
-        .join(script);
-    let out = Command::new("bash")
-        .arg(&path)
-        .env("RUNTIME", bin())
-        .envs(envs.iter().copied())
-        .output()
-        .expect("running engine script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0) => println!("{stdout}"),
-        Some(77) => println!("{}", stdout.trim()),
-        _ => panic!(
-            "{script} failed ({:?}) with runtime {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-            out.status,
-            bin().display()
-        ),
-    }
+    engine_script(script, envs);
 }
 
 #[test]

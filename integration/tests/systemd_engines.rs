@@ -4,9 +4,8 @@
 //! (its engines are installed on the host by `systemd.sh setup`, which run-suite.sh runs before
 //! the guest boots). Skipped, saying why, where PID 1 is not systemd.
 
-use gpurun_integration::{bin, require_root};
+use gpurun_integration::{engine_script, require_root};
 use std::path::Path;
-use std::process::Command;
 
 /// Why not, when this machine's PID 1 is not a running systemd (sd_booted(3): /run/systemd/system).
 fn not_systemd() -> Option<String> {
@@ -29,21 +28,5 @@ fn engines_with_the_systemd_cgroup_driver() {
         println!("skipped: {why} (run VM_SYSTEMD=1 integration/vm/run-suite.sh)");
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("engines/systemd.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .env("RUNTIME", bin())
-        .output()
-        .expect("running engines/systemd.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0) => println!("{stdout}"),
-        Some(77) => println!("{}", stdout.trim()),
-        _ => panic!(
-            "systemd.sh failed ({:?}) with runtime {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-            out.status,
-            bin().display()
-        ),
-    }
+    engine_script("systemd.sh", &[]);
 }

@@ -46,6 +46,9 @@ pub enum Target {
 
 pub struct Bus {
     conn: RpcConn,
+    /// Calls sent but not yet answered ([`Bus::subscribe`]'s): their replies are collected
+    /// after the next call is sent, so they cost no round trip of their own.
+    pending: Vec<(u32, &'static str)>,
 }
 
 fn bus_error(what: &str, e: impl std::fmt::Display) -> CgroupError {
@@ -85,7 +88,10 @@ impl Bus {
                 })?
             }
         };
-        Ok(Bus { conn })
+        Ok(Bus {
+            conn,
+            pending: Vec::new(),
+        })
     }
 
     /// Call a Manager method and return its reply (a D-Bus error reply as `Err(Ok(..))`).
@@ -104,21 +110,22 @@ impl Bus {
         self.send_and_wait(msg, member)
     }
 
-    fn send_and_wait(
-        &mut self,
-        mut msg: MarshalledMessage,
-        member: &str,
-    ) -> Result<Result<MarshalledMessage, CallError>, CgroupError> {
-        let timeout = Timeout::Duration(CALL_TIMEOUT);
-        let serial = self
-            .conn
+    fn send(&mut self, mut msg: MarshalledMessage, member: &str) -> Result<u32, CgroupError> {
+        self.conn
             .send_message(&mut msg)
             .map_err(|e| bus_error(&format!("send {member}"), e))?
-            .write(timeout)
-            .map_err(|(_, e)| bus_error(&format!("send {member}"), e))?;
+            .write(Timeout::Duration(CALL_TIMEOUT))
+            .map_err(|(_, e)| bus_error(&format!("send {member}"), e))
+    }
+
+    fn wait(
+        &mut self,
+        serial: u32,
+        member: &str,
+    ) -> Result<Result<MarshalledMessage, CallError>, CgroupError> {
         let reply = self
             .conn
-            .wait_response(serial, timeout)
+            .wait_response(serial, Timeout::Duration(CALL_TIMEOUT))
             .map_err(|e| bus_error(&format!("{member}: no reply from systemd"), e))?;
         if reply.typ == MessageType::Error {
             let name = reply.dynheader.error_name.clone().unwrap_or_default();
@@ -128,7 +135,23 @@ impl Bus {
         Ok(Ok(reply))
     }
 
+    fn send_and_wait(
+        &mut self,
+        msg: MarshalledMessage,
+        member: &str,
+    ) -> Result<Result<MarshalledMessage, CallError>, CgroupError> {
+        let serial = self.send(msg, member)?;
+        // The bus and systemd handle one connection's messages in order: what was pending is
+        // done before this call is, so its replies are collected now, in the same round trip.
+        for (pending, name) in std::mem::take(&mut self.pending) {
+            self.wait(pending, name)?
+                .map_err(|e| bus_error(name, format!("{}: {}", e.name, e.text)))?;
+        }
+        self.wait(serial, member)
+    }
+
     /// Ask systemd to send us job signals (and the bus to route them): before the first job.
+    /// Sent now, answered with the next call.
     pub fn subscribe(&mut self) -> Result<(), CgroupError> {
         let mut m = MessageBuilder::new()
             .call("AddMatch")
@@ -141,10 +164,16 @@ impl Bus {
                 "type='signal',sender='{DEST}',path='{PATH}',interface='{MANAGER}',member='JobRemoved'"
             ))
             .map_err(|e| bus_error("marshal AddMatch", e))?;
-        self.send_and_wait(m, "AddMatch")?
-            .map_err(|e| bus_error("AddMatch", format!("{}: {}", e.name, e.text)))?;
-        self.call("Subscribe", |_| Ok(()))?
-            .map_err(|e| bus_error("Subscribe", format!("{}: {}", e.name, e.text)))?;
+        let add_match = self.send(m, "AddMatch")?;
+        self.pending.push((add_match, "AddMatch"));
+        let m = MessageBuilder::new()
+            .call("Subscribe")
+            .with_interface(MANAGER)
+            .on(PATH)
+            .at(DEST)
+            .build();
+        let subscribe = self.send(m, "Subscribe")?;
+        self.pending.push((subscribe, "Subscribe"));
         Ok(())
     }
 

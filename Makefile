@@ -65,7 +65,7 @@ build-test: deps build bundle
 vmtest: deps build bundle
 	rc=0; integration/vm/run-suite.sh || rc=1; \
 	VM_SYSTEMD=1 integration/vm/run-suite.sh || rc=1; \
-	VM_SYSTEMD=1 VM_TESTS=systemd VMRUN_KERNEL_ARGS=systemd.unified_cgroup_hierarchy=0 \
+	VM_SYSTEMD=1 VM_TESTS='systemd systemd_hosts' VMRUN_KERNEL_ARGS=systemd.unified_cgroup_hierarchy=0 \
 		VM_RESULTS=$(CURDIR)/target/vm-results-systemd-hybrid integration/vm/run-suite.sh || rc=1; \
 	exit $$rc
 

@@ -14,6 +14,7 @@ mod leak;
 mod probe;
 mod rootless;
 pub mod sys;
+mod systemd;
 mod util;
 
 pub use cgroup::{cgroup2_host, has_controller, proc_cgroup_dir, proc_cgroup_dirs};
@@ -28,6 +29,10 @@ pub use rootless::{
     as_user, as_user_with, rootless_env, rootless_user, RootlessUser, ROOTLESS_USER,
 };
 pub use serde_json::{json, Value};
+pub use systemd::{
+    assert_no_unit, cgfile, create_sd, require_systemd, require_systemd_on, scoped, show,
+    systemctl, systemd_is_pid1,
+};
 pub use util::{
     bin, cap_mask, find_mount, gpurun_only, is_gpurun, parse_mountinfo, poll, read_status_field,
     require_root, set_args, shipped_seccomp_profile, Mount, Out,

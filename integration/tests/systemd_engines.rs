@@ -4,28 +4,17 @@
 //! (its engines are installed on the host by `systemd.sh setup`, which run-suite.sh runs before
 //! the guest boots). Skipped, saying why, where PID 1 is not systemd.
 
-use gpurun_integration::{engine_script, require_root};
-use std::path::Path;
-
-/// Why not, when this machine's PID 1 is not a running systemd (sd_booted(3): /run/systemd/system).
-fn not_systemd() -> Option<String> {
-    let comm = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    if comm.trim() != "systemd" {
-        return Some(format!("PID 1 is {:?}, not systemd", comm.trim()));
-    }
-    if !Path::new("/run/systemd/system").is_dir() {
-        return Some("no /run/systemd/system: systemd is not the running init".into());
-    }
-    None
-}
+use gpurun_integration::{engine_script, require_root, systemd_is_pid1};
 
 #[test]
 fn engines_with_the_systemd_cgroup_driver() {
     if !require_root() {
         return;
     }
-    if let Some(why) = not_systemd() {
-        println!("skipped: {why} (run VM_SYSTEMD=1 integration/vm/run-suite.sh)");
+    if !systemd_is_pid1() {
+        println!(
+            "skipped: systemd is not PID 1 here (run VM_SYSTEMD=1 integration/vm/run-suite.sh)"
+        );
         return;
     }
     engine_script("systemd.sh", &[]);

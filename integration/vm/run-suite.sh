@@ -14,7 +14,7 @@
 #        VM (uml or qemu: skip the choice), VM_MEM (default 1G under UML, 2G under QEMU),
 #        VMRUN_TIMEOUT (default 3000), VMRUN_ENV (more vars to forward)
 #        VM_SYSTEMD=1: the guest boots systemd as PID 1 (VMRUN_SYSTEMD), for the runtime's
-#          --systemd-cgroup driver; VM_TESTS then defaults to "systemd systemd_engines",
+#          --systemd-cgroup driver; VM_TESTS then defaults to "systemd systemd_hosts systemd_engines",
 #          VM_RESULTS to target/vm-results-systemd, and the engines those tests drive (Docker,
 #          containerd with its CRI, Podman, a Python CRI client) are set up here on the host first
 #          (integration/engines/systemd.sh setup): the guest has no network
@@ -24,7 +24,7 @@ set -uo pipefail
 VM_SYSTEMD=${VM_SYSTEMD:-${VMRUN_SYSTEMD:-}}
 if [ "$VM_SYSTEMD" = 1 ]; then
 	export VMRUN_SYSTEMD=1
-	VM_TESTS=${VM_TESTS:-systemd systemd_engines}
+	VM_TESTS=${VM_TESTS:-systemd systemd_hosts systemd_engines}
 else
 	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update engines exec gpu gpu_cdi gpu_docker gpu_procfs lifecycle mounts namespaces rootless userns}
 fi

@@ -84,7 +84,7 @@ check "run --cap-drop"       expect_out ok $RUN --rm --cap-drop CAP_CHOWN --root
 # (reOpenDevNull) so the container can write to stdout/stderr
 check "run --null-io (echo exits 0)" expect_rc 0 $RUN --rm --null-io --rootfs "$R" $ID-s5 sh -c 'echo hidden && echo hidden >&2'
 # terminal: the shim passes --console-socket; `script` gives ctr a pty to attach to
-tty_run() { timeout 30 script -qec "$RUN --rm -t --rootfs $R $ID-t sh -c 'tty; echo tty-ok'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
+tty_run() { timeout 30 script -qec "$RUN --rm -t --rootfs $R $ID-t sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
 command -v script >/dev/null && check "run -t (pty)" tty_run
 
 # --- detached container with limits ------------------------------------------------------------
@@ -118,7 +118,9 @@ check "task pause"           $CTR task pause $C
 check "task PAUSED"          expect_out PAUSED task_status
 check "task resume"          $CTR task resume $C
 check "task RUNNING again"   expect_out RUNNING task_status
-tty_exec() { timeout 30 script -qec "$CTR task exec -t --exec-id t1 $C sh -c 'tty; echo tty-ok'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
+# the sleep keeps the pty open until its output is drained: the shim shuts the console down as
+# soon as the process exits, and a short process's last line may still sit in the tty buffer
+tty_exec() { timeout 30 script -qec "$CTR task exec -t --exec-id t1 $C sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
 command -v script >/dev/null && check "exec -t (pty)" tty_exec
 check "exec after resume"    expect_out ok $CTR task exec --exec-id e5 $C echo ok
 check "task kill SIGKILL"    $CTR task kill -s SIGKILL $C

@@ -229,7 +229,7 @@ check "--security-opt no-new-privileges" expect_out "NoNewPrivs:	1" $RUN --secur
 check "--init (pid 1 docker-init)" expect_out docker-init $RUN --init $IMG cat /proc/1/comm
 # terminal: the shim passes --console-socket; `script` gives docker a pty (its EOF on stdin may
 # echo a ^@ or ^D into the output: look for tty-ok anywhere; `tty` fails without a terminal)
-tty_run() { timeout 30 script -qec "$RUN -it $IMG sh -c 'tty && echo tty-ok'" /dev/null </dev/null | tr -d '\r' | grep -q 'tty-ok'; }
+tty_run() { timeout 30 script -qec "$RUN -it $IMG sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q 'tty-ok'; }
 command -v script >/dev/null && check "run -it (pty)" tty_run
 
 say "detached with limits: exec, update, pause/unpause, top, stats, stop"
@@ -257,7 +257,7 @@ check "exec echo"             expect_out hi $D exec $L echo hi
 check "exec exit status 5"    expect_rc 5 $D exec $L sh -c 'exit 5'
 check "exec -i stdin"         expect_out xyz bash -c "echo xyz | $D exec -i $L cat"
 check "exec -u -e -w"         expect_out "1000:1000 X=1 /tmp" $D exec -u 1000:1000 -e X=1 -w /tmp $L sh -c 'echo $(id -u):$(id -g) X=$X $(pwd)'
-tty_exec() { timeout 30 script -qec "$D exec -it $L sh -c 'tty && echo tty-ok'" /dev/null </dev/null | tr -d '\r' | grep -q 'tty-ok'; }
+tty_exec() { timeout 30 script -qec "$D exec -it $L sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q 'tty-ok'; }
 command -v script >/dev/null && check "exec -it (pty)" tty_exec
 
 check "update --memory 128m --memory-swap 256m" upd --memory 128m --memory-swap 256m $L

@@ -221,7 +221,8 @@ pub struct UpdateArgs {
     pub kernel_memory: Option<String>,
     #[arg(long = "kernel-memory-tcp", hide = true)]
     pub kernel_memory_tcp: Option<String>,
-    #[arg(long = "cpu-shares")]
+    /// CPU shares (relative weight; runc's spelling, `--cpu-shares` accepted too)
+    #[arg(long = "cpu-share", alias = "cpu-shares")]
     pub cpu_shares: Option<u64>,
     #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,

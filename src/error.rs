@@ -51,7 +51,9 @@ pub enum Error {
     NotPaused(String),
     #[error("container {0} is not running")]
     PauseNotRunning(String),
-    #[error("{op} {path}: {source}")]
+    #[error("container with id {0} is not running")]
+    EventsNotRunning(String),
+    #[error("{op} {path}: {}", crate::sys::errno_text(source))]
     Io {
         op: &'static str,
         path: PathBuf,

@@ -119,6 +119,9 @@ impl Hook for CommandHook<'_> {
         cmd.stdin(Stdio::from(input))
             .stdout(dup(&out)?)
             .stderr(dup(&out)?);
+        // Its own process group, so a timeout kills what it started too; and it dies with us.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        crate::sys::die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("{}: {e}", h.path().display()))?;
@@ -129,7 +132,10 @@ impl Hook for CommandHook<'_> {
             .filter(|t| *t > 0)
             .map(|t| (t as u64).saturating_mul(1000));
         if !wait_with_timeout(pidfd.as_fd(), timeout_ms) {
-            let _ = child.kill();
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = child.wait();
             return Err(format!(
                 "timed out after {}s",

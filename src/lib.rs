@@ -15,6 +15,7 @@ pub mod commands;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod fault;
 pub mod gpu;
 pub mod hooks;
 pub mod logging;

@@ -22,7 +22,7 @@ pub struct Logger {
 
 impl Logger {
     pub fn error(&self, msg: &str) {
-        eprintln!("gpurun: {msg}");
+        eprintln!("gpurun: error: {msg}");
         self.write("error", msg);
     }
 

@@ -80,24 +80,18 @@ pub fn asks_limits(resources: Option<&LinuxResources>) -> bool {
     false
 }
 
-/// The cgroup a rootless container gets: the one made if the caller may (a delegated tree),
-/// else none at all when the spec asks no limits (runc's rootless cgroup manager ignores the
-/// permission errors then); asking for limits that cannot be applied is an error.
-pub fn cgroup_or_none(
-    made: std::result::Result<Cgroup, CgroupError>,
-    resources: Option<&LinuxResources>,
-) -> Result<Cgroup> {
-    match made {
-        Ok(cg) => Ok(cg),
-        Err(e) if !asks_limits(resources) => {
-            crate::logging::warn(&format!("rootless: running without a cgroup ({e})"));
-            Ok(Cgroup::default())
-        }
-        Err(e) => Err(Error::Unsupported(format!(
-            "rootless container asks for linux.resources limits, but its cgroup cannot be set up ({e}): \
-             delegate a writable cgroup to this user or remove the limits"
-        ))),
+/// A rootless container whose cgroup cannot be made (`e`; one is made where the caller may,
+/// in a delegated tree) runs without one when the spec asks no limits (runc's rootless cgroup
+/// manager ignores the permission errors then); asking for limits is an error then.
+pub fn without_cgroup(e: CgroupError, resources: Option<&LinuxResources>) -> Result<Cgroup> {
+    if !asks_limits(resources) {
+        crate::logging::warn(&format!("rootless: running without a cgroup ({e})"));
+        return Ok(Cgroup::default());
     }
+    Err(Error::Unsupported(format!(
+        "rootless container asks for linux.resources limits, but its cgroup cannot be set up ({e}): \
+         delegate a writable cgroup to this user or remove the limits"
+    )))
 }
 
 /// The init and every process below it, for a container that has no cgroup to list them.

@@ -11,7 +11,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 pub enum SpecError {
     #[error("JSON specification file config.json not found in {0}")]
     NotFound(PathBuf),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {}", crate::sys::errno_text(source))]
     Read {
         path: PathBuf,
         source: std::io::Error,

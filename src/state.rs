@@ -244,13 +244,25 @@ impl ContainerDir {
         }
     }
 
-    /// Remove the directory (and with it the lock file's name; the lock dies with `self`).
+    /// Remove the directory (the lock dies with `self`). state.json goes last but for the
+    /// directory itself: a removal cut short leaves a state the next `delete` finishes from.
     pub fn remove(self) -> Result<()> {
-        match fs::remove_dir_all(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("remove", &self.path, e)),
+        let gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        let entries = fs::read_dir(&self.path).into_iter().flatten().flatten();
+        for entry in entries.filter(|e| e.file_name() != STATE_FILE) {
+            let path = entry.path();
+            let removed = match entry.file_type().is_ok_and(|t| t.is_dir()) {
+                true => fs::remove_dir_all(&path),
+                false => fs::remove_file(&path),
+            };
+            gone(removed).map_err(|e| Error::io("remove", &path, e))?;
         }
+        let state = self.path.join(STATE_FILE);
+        gone(fs::remove_file(&state)).map_err(|e| Error::io("remove", &state, e))?;
+        gone(fs::remove_dir(&self.path)).map_err(|e| Error::io("remove", &self.path, e))
     }
 }
 

@@ -180,6 +180,35 @@ pub fn close_inherited(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// An OS error the way runc (Go) words it, lowercase and without the number: engines match
+/// on "permission denied", "no such file or directory" and the like.
+pub fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
+}
+
+/// Make a child spawned by `cmd` die (SIGKILL) when this process does: a hook must not
+/// outlive a runtime killed while waiting for it.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only makes the
+    // async-signal-safe calls prctl, getppid and _exit; it allocates nothing.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before the line above: no signal will come.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// `setdomainname(2)` (not wrapped by nix).
 pub fn set_domainname(name: &str) -> Result<(), Errno> {
     // SAFETY: pointer and length describe `name`'s bytes, valid for the duration of the call.

@@ -138,6 +138,18 @@ pub fn read(path: &Path) -> Result<String, CgroupError> {
 
 /// Create `dir` and its missing parents, recording each one made (outermost first).
 pub fn mkdir_all(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+    for d in missing_dirs(dir) {
+        match std::fs::create_dir(&d) {
+            Ok(()) => created.push(d),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(CgroupError::Mkdir { path: d, source }),
+        }
+    }
+    Ok(())
+}
+
+/// `dir` and those of its parents that do not exist yet, outermost first.
+pub fn missing_dirs(dir: &Path) -> Vec<PathBuf> {
     let mut missing = Vec::new();
     let mut p = dir;
     while !p.exists() {
@@ -147,14 +159,8 @@ pub fn mkdir_all(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), CgroupErr
             None => break,
         }
     }
-    for d in missing.into_iter().rev() {
-        match std::fs::create_dir(&d) {
-            Ok(()) => created.push(d),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(source) => return Err(CgroupError::Mkdir { path: d, source }),
-        }
-    }
-    Ok(())
+    missing.reverse();
+    missing
 }
 
 /// rmdir a cgroup. A cgroup whose last task has just been killed can stay busy for a moment

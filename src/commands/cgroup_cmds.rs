@@ -175,7 +175,10 @@ pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
 /// `events`: with `--stats` one stats document; otherwise a stats document every interval and
 /// an `oom` event whenever the kernel's OOM killer strikes, until the container stops.
 pub fn events(root: &Path, id: &str, stats_once: bool, interval: Duration) -> Result<i32> {
-    let (dir, state, _) = container::load(root, id)?;
+    let (dir, state, status) = container::load(root, id)?;
+    if status == Status::Stopped {
+        return Err(Error::EventsNotRunning(id.into()));
+    }
     let emit = |kind: &str, data: serde_json::Value| {
         println!("{}", json!({"type": kind, "id": id, "data": data}));
     };

@@ -59,7 +59,16 @@ pub fn write_spec(bundle: &Path, rootless: bool, seccomp: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// The runtime-spec `features.md` document for this build.
+/// Every capability the build knows, in the kernel's numbering order (the set is unordered;
+/// `features` must print the same document every time).
+fn capabilities() -> Vec<String> {
+    let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
+    all.sort_by_key(|c| c.index());
+    all.iter().map(|c| c.to_string()).collect()
+}
+
+/// The runtime-spec `features.md` document for this build. It claims no runc version
+/// (`org.opencontainers.runc.version` is runc's own: engines gate runc bugs on it).
 pub fn print_features() -> Result<i32> {
     let features = serde_json::json!({
         "ociVersionMin": "1.0.0",
@@ -74,7 +83,7 @@ pub fn print_features() -> Result<i32> {
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
-            "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "capabilities": capabilities(),
             "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": true, "rdma": false},
             "seccomp": crate::seccomp::features(),
             "apparmor": {"enabled": false},
@@ -83,7 +92,6 @@ pub fn print_features() -> Result<i32> {
             "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
-            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
             "io.github.gpurun.version": env!("CARGO_PKG_VERSION")
         }
     });

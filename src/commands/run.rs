@@ -46,6 +46,7 @@ pub fn run(root: &Path, args: &RunArgs, systemd_cgroup: bool) -> Result<i32> {
             return Err(e);
         }
     };
+    crate::fault::point("started");
     if args.detach {
         return Ok(0);
     }

@@ -1,7 +1,9 @@
-//! `create`: validate the bundle, clone the init into its namespaces, wait until it is set up
-//! and parked on the exec fifo, then record the state. A failure at any step removes
-//! everything made so far: the init is killed and reaped, the state dir is removed (the init's
-//! mounts live only in its own mount namespace and vanish with it).
+//! `create`: validate the bundle, then make the container, recording each thing in state.json
+//! before making it (the cgroup, then the init), so that `delete --force` can undo a create
+//! killed at any moment. The init is cloned into its namespaces and parked on the exec fifo.
+//! A failure at any step removes everything made so far: the init is killed and reaped, the
+//! cgroup and the state dir are removed (the init's mounts live only in its own mount
+//! namespace and vanish with it).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -70,38 +72,15 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
 
     let dir = ContainerDir::create(root, id)?;
-    let linux = bundle.spec.linux().as_ref();
-    let cgroup = Cgroup::create(
-        linux.and_then(|l| l.cgroups_path().as_deref()),
-        id,
-        linux.and_then(|l| l.resources().as_ref()),
-        linux
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default(),
-        match opts.systemd_cgroup {
-            true => crate::cgroups::Manager::Systemd {
-                rootless: crate::rootless::is_rootless(),
-            },
-            false => crate::cgroups::Manager::Cgroupfs,
-        },
-    );
-    let cgroup = match crate::rootless::is_rootless() {
-        true => crate::rootless::cgroup_or_none(cgroup, linux.and_then(|l| l.resources().as_ref())),
-        false => cgroup.map_err(Error::from),
-    };
-    let result = cgroup.and_then(|cgroup| {
-        create_in(
-            &dir,
-            &bundle,
-            namespaces,
-            &cgroup,
-            seccomp.as_ref(),
-            opts,
-            gpu.as_ref(),
-        )
-        .inspect_err(|_| cgroup.remove())
-    });
-    match result {
+    crate::fault::point("dir-made");
+    match create_in(
+        &dir,
+        &bundle,
+        namespaces,
+        seccomp.as_ref(),
+        opts,
+        gpu.as_ref(),
+    ) {
         Ok((state, init)) => Ok(Created { dir, state, init }),
         Err(e) => {
             let _ = dir.remove();
@@ -110,22 +89,40 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     }
 }
 
+/// Everything `create` makes, each recorded in state.json before it is made, so that
+/// `delete --force` can undo a create killed at any moment: the cgroup (named, then made),
+/// then the init (cloned, then its pid and start time recorded before it is told anything).
+/// Until `Persisted` the init dies with us (PR_SET_PDEATHSIG); the exec fifo and the state
+/// dir go with `delete`.
 fn create_in(
     dir: &ContainerDir,
     bundle: &Bundle,
     namespaces: Namespaces,
-    cgroup: &Cgroup,
     seccomp: Option<&crate::seccomp::Program>,
     opts: &CreateOptions,
     gpu: Option<&crate::gpu::RootEdits>,
 ) -> Result<(State, parent::Init)> {
-    let hooks = bundle.spec.hooks().as_ref();
-    let creating_hooks = [
-        Phase::Prestart,
-        Phase::CreateRuntime,
-        Phase::CreateContainer,
-        Phase::StartContainer,
-    ];
+    let linux = bundle.spec.linux().as_ref();
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    let devices = linux
+        .and_then(|l| l.devices().as_deref())
+        .unwrap_or_default();
+    let rootless = crate::rootless::is_rootless();
+    let manager = match opts.systemd_cgroup {
+        true => crate::cgroups::Manager::Systemd { rootless },
+        false => crate::cgroups::Manager::Cgroupfs,
+    };
+    let planned = Cgroup::plan(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        &dir.id,
+        resources,
+        manager,
+    );
+    let mut cgroup = match (planned, rootless) {
+        (Ok(cg), _) => cg,
+        (Err(e), true) => crate::rootless::without_cgroup(e, resources)?,
+        (Err(e), false) => return Err(e.into()),
+    };
     let mut state = State {
         oci_version: bundle.spec.version().clone(),
         id: dir.id.clone(),
@@ -139,9 +136,43 @@ fn create_in(
             .new
             .contains(nix::sched::CloneFlags::CLONE_NEWPID),
         cgroup: cgroup.clone(),
-        hooks: hooks.cloned(),
+        hooks: bundle.spec.hooks().clone(),
         seccomp: bundle.seccomp.clone(),
     };
+    dir.save(&state)?;
+    crate::fault::point("recorded");
+    match (cgroup.make(resources, devices), rootless) {
+        (Ok(()), _) => {}
+        (Err(e), true) => cgroup = crate::rootless::without_cgroup(e, resources)?,
+        (Err(e), false) => return Err(e.into()),
+    }
+    if cgroup.created != state.cgroup.created || cgroup.v2 != state.cgroup.v2 {
+        state.cgroup = cgroup.clone();
+        dir.save(&state)?;
+    }
+    crate::fault::point("cgroup-made");
+    run_init(dir, bundle, namespaces, &cgroup, seccomp, opts, gpu, state)
+        .inspect_err(|_| cgroup.remove())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_init(
+    dir: &ContainerDir,
+    bundle: &Bundle,
+    namespaces: Namespaces,
+    cgroup: &Cgroup,
+    seccomp: Option<&crate::seccomp::Program>,
+    opts: &CreateOptions,
+    gpu: Option<&crate::gpu::RootEdits>,
+    mut state: State,
+) -> Result<(State, parent::Init)> {
+    let hooks = bundle.spec.hooks().as_ref();
+    let creating_hooks = [
+        Phase::Prestart,
+        Phase::CreateRuntime,
+        Phase::CreateContainer,
+        Phase::StartContainer,
+    ];
     let plan = CreatePlan {
         bundle,
         namespaces,
@@ -163,32 +194,49 @@ fn create_in(
         },
     };
     let init = parent::spawn(&plan)?;
+    crate::fault::point("cloned");
+    // Recorded before the init is told anything: `delete` can find it from here on.
+    let recorded = pidinfo::start_time(init.pid.as_raw())
+        .ok_or_else(|| Error::Init("init exited unexpectedly".into()))
+        .and_then(|start_time| {
+            state.pid = init.pid.as_raw();
+            state.pid_start_time = start_time;
+            dir.save(&state)
+        });
+    if let Err(e) = recorded {
+        init.kill_and_reap();
+        return Err(e);
+    }
+    crate::fault::point("pid-recorded");
+    init.place(&plan)?;
+    crate::fault::point("init-placed");
     // prestart + createRuntime run here, in the runtime's namespaces, while the init waits
     // before pivot_root; the state JSON goes back for the hooks the init runs itself.
     let run_hooks = |pid: nix::unistd::Pid| {
-        let mut creating = state.clone();
-        creating.pid = pid.as_raw();
-        let json = creating.oci_json(Status::Creating);
+        let json = state.oci_json(Status::Creating);
         for phase in [Phase::Prestart, Phase::CreateRuntime] {
             hooks::run_spec_hooks(phase, hooks, &json)?;
         }
+        debug_assert_eq!(pid, init.pid);
+        crate::fault::point("hooks-done");
         Ok(String::from_utf8(json).expect("JSON is UTF-8"))
     };
     init.wait_ready(run_hooks)
         .map_err(|e| explain_init_death(e, bundle, cgroup))?;
+    crate::fault::point("ready");
     // From here on the init is parked on the fifo; failures must still kill it.
-    let mut finish = || -> Result<()> {
-        state.pid = init.pid.as_raw();
-        state.pid_start_time = pidinfo::start_time(state.pid)
-            .ok_or_else(|| Error::Init("init exited unexpectedly".into()))?;
-        dir.save(&state)?;
+    let finish = || -> Result<()> {
         if let Some(pid_file) = &opts.pid_file {
             state::write_pid_file(pid_file, state.pid)?;
         }
+        crate::fault::point("saved");
         init.detach()
     };
     match finish() {
-        Ok(()) => Ok((state, init)),
+        Ok(()) => {
+            crate::fault::point("detached");
+            Ok((state, init))
+        }
         Err(e) => {
             init.kill_and_reap();
             Err(e)

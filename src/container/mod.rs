@@ -121,11 +121,16 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let (dir, state, status) = match load(root, id) {
         Ok(loaded) => loaded,
         // containerd deletes twice (`delete` then `delete --force`); the second must succeed.
-        // A directory without state.json here is a create that died before recording anything
-        // (open() waited for its lock, so none is in progress): clear it.
-        Err(Error::NotExist(_)) if force => {
+        // A directory without state.json here is a create that died before recording anything,
+        // or a delete that died after removing it (open() waited for the lock, so neither is
+        // in progress): nothing else exists, clear it.
+        Err(Error::NotExist(_)) => {
             let _ = std::fs::remove_dir_all(root.join(id));
-            return Ok(());
+            return if force {
+                Ok(())
+            } else {
+                Err(Error::NotExist(id.into()))
+            };
         }
         Err(e) => return Err(e),
     };
@@ -141,7 +146,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         signal_all(&state, libc::SIGKILL);
     }
     wait_for_exit(id, &state)?;
+    crate::fault::point("delete-killed");
     state.cgroup.remove();
+    crate::fault::point("delete-cgroup");
     // poststop failures are warnings: the container is gone either way.
     warn_on_hook_error(hooks::run_spec_hooks(
         Phase::Poststop,

@@ -63,14 +63,16 @@ pub fn prepare(spec: &mut Spec) -> Result<Option<RootEdits>, GpuError> {
     if cdi_names.is_empty() && !select::wants_gpu(&env) {
         return Ok(None);
     }
+    // A container that asks for no GPU (`void`, empty, unset) never reads the GPU
+    // configuration: a broken one must not fail it.
+    let visible = select::visible(&env);
+    if cdi_names.is_empty() && visible == select::Visible::NotGpu {
+        return Ok(None);
+    }
     let cfg = Config::load()?;
     if !cdi_names.is_empty() {
         // The engine asked for CDI devices: they are the whole request (the toolkit's CDI mode).
         crate::cdi::apply::apply_names(spec, &cfg.cdi_spec_dirs, &cdi_names)?;
-        return Ok(None);
-    }
-    let visible = select::visible(&env);
-    if visible == select::Visible::NotGpu {
         return Ok(None);
     }
     let caps = select::capabilities(&env)?;

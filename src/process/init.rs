@@ -31,7 +31,7 @@ pub fn run(plan: &CreatePlan, chan: Channel, in_cgroup: bool) -> ! {
     // After `Detached` nobody listens on the channel any more (a startContainer hook or the
     // exec itself failed): the container's stderr is the only place left to say why.
     if chan.send(&Msg::Error(err.to_string())).is_err() {
-        eprintln!("gpurun: {err}");
+        eprintln!("gpurun: error: {err}");
     }
     sys::exit_now(1)
 }
@@ -43,6 +43,10 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     // Die with the runtime while we are still being set up: a half-made container must not
     // outlive a create that was killed.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
+    if chan.peer_gone() {
+        // The parent died between the clone and the line above: no signal will come.
+        sys::exit_now(1);
+    }
     // Until execve (which resets it), nothing in the container may open our /proc/PID/exe —
     // the host's gpurun binary (CVE-2019-5736) — e.g. a process exec'd in while we wait.
     // In a new user namespace only once mapped: a non-dumpable process' /proc files are

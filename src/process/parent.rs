@@ -21,7 +21,8 @@ pub struct Init {
     chan: Channel,
 }
 
-/// Clone the init into its namespaces. In the child this never returns.
+/// Clone the init into its namespaces. In the child this never returns. The caller records
+/// the pid, then calls [`Init::place`].
 pub fn spawn(plan: &CreatePlan) -> Result<Init> {
     let (parent_end, child_end) = sync::channel()?;
     // The cgroup namespace is unshared by the init once it is inside its cgroup, so that the
@@ -46,21 +47,11 @@ pub fn spawn(plan: &CreatePlan) -> Result<Init> {
             drop(parent_end);
             init::run(plan, child_end, in_cgroup)
         }
-        Forked::Parent { pid, pidfd } => {
-            let init = Init {
-                pid,
-                pidfd,
-                chan: parent_end,
-            };
-            let userns = plan.namespaces.has(CloneFlags::CLONE_NEWUSER);
-            if userns || plan.cgroup.placed_by_parent() {
-                if let Err(e) = place_init(plan, &init, userns) {
-                    init.kill_and_reap();
-                    return Err(e);
-                }
-            }
-            Ok(init)
-        }
+        Forked::Parent { pid, pidfd } => Ok(Init {
+            pid,
+            pidfd,
+            chan: parent_end,
+        }),
     }
 }
 
@@ -104,32 +95,44 @@ fn clone_in_user_ns(user: &Join, flags: i32) -> Result<Forked> {
     }
 }
 
-/// Step 0 of sync.rs: give the init in its new user namespace an identity (a user namespace
-/// joined by path has its maps already), and put it in its cgroup: systemd's unit, made now
-/// that the init's pid exists, or the cgroupfs one it may not join itself from inside a user
-/// namespace.
-fn place_init(plan: &CreatePlan, init: &Init, userns: bool) -> Result<()> {
-    let linux = plan.bundle.spec.linux().as_ref();
-    if plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER) {
-        let linux = linux.expect("validated: a user namespace comes with linux.uidMappings");
-        crate::userns::write_mappings(init.pid, linux)?;
-    }
-    if plan.cgroup.placed_by_parent() {
-        plan.cgroup.start_unit(
-            init.pid.as_raw(),
-            plan.id,
-            linux.and_then(|l| l.resources().as_ref()),
-            linux
-                .and_then(|l| l.devices().as_deref())
-                .unwrap_or_default(),
-        )?;
-    } else if userns {
-        plan.cgroup.add(init.pid.as_raw())?;
-    }
-    init.chan.send(&Msg::Mapped)
-}
-
 impl Init {
+    /// Step 0 of sync.rs: give the init in its new user namespace an identity (a user
+    /// namespace joined by path has its maps already), and put it in its cgroup: systemd's
+    /// unit, made now that the init's pid exists, or the cgroupfs one it may not join itself
+    /// from inside a user namespace. Nothing to do otherwise. On error the init is killed.
+    pub fn place(&self, plan: &CreatePlan) -> Result<()> {
+        let userns = plan.namespaces.has(CloneFlags::CLONE_NEWUSER);
+        if !userns && !plan.cgroup.placed_by_parent() {
+            return Ok(());
+        }
+        let result = self.place_in(plan, userns);
+        if result.is_err() {
+            self.kill_and_reap();
+        }
+        result
+    }
+
+    fn place_in(&self, plan: &CreatePlan, userns: bool) -> Result<()> {
+        let linux = plan.bundle.spec.linux().as_ref();
+        if plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER) {
+            let linux = linux.expect("validated: a user namespace comes with linux.uidMappings");
+            crate::userns::write_mappings(self.pid, linux)?;
+        }
+        if plan.cgroup.placed_by_parent() {
+            plan.cgroup.start_unit(
+                self.pid.as_raw(),
+                plan.id,
+                linux.and_then(|l| l.resources().as_ref()),
+                linux
+                    .and_then(|l| l.devices().as_deref())
+                    .unwrap_or_default(),
+            )?;
+        } else if userns {
+            plan.cgroup.add(self.pid.as_raw())?;
+        }
+        self.chan.send(&Msg::Mapped)
+    }
+
     pub(super) fn new(pid: Pid, pidfd: OwnedFd, chan: Channel) -> Init {
         Init { pid, pidfd, chan }
     }

@@ -8,14 +8,18 @@
 //! | 0    | parent → init | `Mapped`     | only with a user namespace or the systemd driver: the parent wrote the init's uid/gid maps (new user namespace; joined by path: entered before the clone) and put the init in its cgroup (a process inside the namespace may not; systemd's scope can only be made once the init's pid exists) | becomes root of its namespace (if any), then goes on |
 //! | 1    | init → parent | `Hooks`      | namespaces, mounts and /dev are ready, before pivot_root; only if the spec has hooks of the create phases | runs prestart + createRuntime hooks with the init's pid, replies `HooksDone` |
 //! | 2    | parent → init | `HooksDone(state)` | the hooks succeeded; carries the state JSON | runs createContainer hooks, continues: pivot_root, paths, user, capabilities (startContainer hooks later, before exec) |
-//! | 3    | init → parent | `Ready`      | all set up; args[0] resolved. The init still dies with the parent (PR_SET_PDEATHSIG) | writes state.json (status `created`) and the pid file |
-//! | 4    | parent → init | `Persisted`  | the state is on disk                              | clears PR_SET_PDEATHSIG: from now on it outlives `create` |
+//! | 3    | init → parent | `Ready`      | all set up; args[0] resolved. The init still dies with the parent (PR_SET_PDEATHSIG) | writes the pid file (state.json names the init since the clone) |
+//! | 4    | parent → init | `Persisted`  | the state and pid file are on disk                | clears PR_SET_PDEATHSIG: from now on it outlives `create` |
 //! | 5    | init → parent | `Detached`   | the death signal is cleared                       | exits (`create`) or starts it (`run`)             |
 //! | any  | init → parent | `Error(msg)` | any step failed; the init then exits 1            | kills and reaps the init, removes the state dir, reports `msg` |
 //! | any  | (EOF)         | —            | the init died without a word                       | as `Error`, with "init exited unexpectedly"        |
 //!
-//! Steps 3–5 make every moment safe to kill `create` at: before the state is written the init
-//! dies with it; after, the state names it, so `delete` finds it.
+//! Before step 0 the parent has recorded the init's pid and start time in state.json (and,
+//! before the clone, the cgroup it is about to make): `delete --force` finds everything a
+//! killed `create` made. Until step 4 the init also dies with the parent (PR_SET_PDEATHSIG,
+//! armed first thing, then a check that the parent is still there); after it, the state names
+//! it. Every moment is thus safe to kill `create` at (integration/tests/faults.rs kills it at
+//! each of [`crate::fault::POINTS`]).
 //!
 //! After `Detached` the channel is closed: `start` talks to the init only through the exec fifo
 //! (see [`crate::container::start`]).
@@ -79,6 +83,18 @@ impl Channel {
             .map_err(|e| Error::Init(format!("malformed sync message: {e}")))
     }
 
+    /// Whether the other end is closed: for a child that has just armed PR_SET_PDEATHSIG, a
+    /// parent that died before that (the signal will never come).
+    pub fn peer_gone(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::empty())];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    }
+
     /// Wait for exactly `expected`; an `Error` from the other side becomes our error.
     pub fn expect(&self, expected: Msg) -> Result<()> {
         match self.recv()? {
@@ -103,7 +119,9 @@ mod tests {
         a.send(&Msg::Error("mount /x: EPERM".into())).unwrap();
         assert_eq!(b.recv().unwrap(), Some(Msg::Hooks));
         assert!(matches!(b.expect(Msg::Ready), Err(Error::Init(m)) if m == "mount /x: EPERM"));
+        assert!(!b.peer_gone());
         drop(a);
+        assert!(b.peer_gone());
         assert!(matches!(b.expect(Msg::Ready), Err(Error::Init(m)) if m.contains("unexpectedly")));
     }
 }

@@ -101,6 +101,13 @@ pub fn spawn(
             // No host directory fd may stay open in the container (CVE-2024-21626).
             drop(cgroup_dir);
             drop(parent_end);
+            // Die with `exec` while being set up (the death signal is cleared just before
+            // execve: a process that got that far runs, as it does after a finished exec).
+            if prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+                || child_end.peer_gone()
+            {
+                sys::exit_now(1);
+            }
             let err = match child(
                 &joins,
                 cgroup,
@@ -118,6 +125,7 @@ pub fn spawn(
         }
         Forked::Parent { pid, pidfd } => {
             drop(child_end);
+            crate::fault::point("exec-cloned");
             let proc = Init::new(pid, pidfd, parent_end);
             // EOF without an error: the exec went through.
             match proc.recv_error() {
@@ -169,5 +177,7 @@ fn child(
     }
     switch_user(process, needs_admin_for_seccomp(process, seccomp))?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
+    // (Changing credentials may have cleared it already.)
+    prctl::set_pdeathsig(None).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
     Err(exec(&exe, args, &env, preserve_fds, seccomp))
 }

@@ -11,7 +11,7 @@ if ! command -v buildah >/dev/null; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		DEBIAN_FRONTEND=noninteractive apt-get install -y buildah >/dev/null 2>&1 || true
 	fi
-	command -v buildah >/dev/null || { echo "skipped: buildah not installed and apt-get install buildah failed"; exit 77; }
+	command -v buildah >/dev/null || skip_all "buildah not installed and apt-get install buildah failed"
 fi
 [ -x "$RUNTIME" ] || { echo "runtime $RUNTIME not found (cargo build --release)"; exit 1; }
 

@@ -21,10 +21,10 @@ if [ ! -x $DOCKERD ] || [ ! -x $DOCKER_CLI ]; then
 	if [ -z "${ENGINES_NO_INSTALL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io >/dev/null 2>&1 || true
 	fi
-	[ -x $DOCKERD ] && [ -x $DOCKER_CLI ] || { echo "skipped: docker.io not installed (ENGINES_NO_INSTALL set or apt-get install docker.io failed)"; exit 77; }
+	[ -x $DOCKERD ] && [ -x $DOCKER_CLI ] || skip_all "docker.io not installed (ENGINES_NO_INSTALL set or apt-get install docker.io failed)"
 fi
 [ -x "$RUNTIME" ] || { echo "runtime $RUNTIME not found (cargo build --release)"; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "skipped: needs root"; exit 77; }
+[ "$(id -u)" = 0 ] || skip_all "needs root"
 
 W=$(mktemp -d "${TMPDIR:-/tmp}"/docker-eng.XXXXXX)
 chmod 711 "$W"
@@ -230,7 +230,7 @@ check "--init (pid 1 docker-init)" expect_out docker-init $RUN --init $IMG cat /
 # terminal: the shim passes --console-socket; `script` gives docker a pty (its EOF on stdin may
 # echo a ^@ or ^D into the output: look for tty-ok anywhere; `tty` fails without a terminal)
 tty_run() { timeout 30 script -qec "$RUN -it $IMG sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q 'tty-ok'; }
-command -v script >/dev/null && check "run -it (pty)" tty_run
+check_tty "run -it (pty)" tty_run
 
 say "detached with limits: exec, update, pause/unpause, top, stats, stop"
 if [ "$CGV" = 2 ]; then
@@ -258,7 +258,7 @@ check "exec exit status 5"    expect_rc 5 $D exec $L sh -c 'exit 5'
 check "exec -i stdin"         expect_out xyz bash -c "echo xyz | $D exec -i $L cat"
 check "exec -u -e -w"         expect_out "1000:1000 X=1 /tmp" $D exec -u 1000:1000 -e X=1 -w /tmp $L sh -c 'echo $(id -u):$(id -g) X=$X $(pwd)'
 tty_exec() { timeout 30 script -qec "$D exec -it $L sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q 'tty-ok'; }
-command -v script >/dev/null && check "exec -it (pty)" tty_exec
+check_tty "exec -it (pty)" tty_exec
 
 check "update --memory 128m --memory-swap 256m" upd --memory 128m --memory-swap 256m $L
 # Docker drops --memory-swap (with a warning) where its own check finds no swap accounting.
@@ -266,7 +266,7 @@ if [ "$($D info -f '{{.SwapLimit}}')" = true ] && $D exec $L test -f "/sys/fs/cg
 	SWAP_WANT=268435456; [ "$CGV" = 2 ] && SWAP_WANT=134217728   # memory.swap.max = swap - memory
 	check "memory, swap updated"  expect_out "134217728 $SWAP_WANT" cg $L mem swap
 else
-	echo "skipped swap read-back: no swap accounting (docker info: SwapLimit false, or no ${CGF[swap]})"
+	skip "swap read-back" "no swap accounting (docker info: SwapLimit false, or no ${CGF[swap]})"
 	check "memory updated"        expect_out 134217728 cg $L mem
 fi
 check "update --memory-reservation 32m" upd --memory-reservation 32m $L
@@ -280,9 +280,9 @@ check "pids updated, the rest unchanged" expect_out "100 $SHARES_512 100000 3355
 # blkio weight: docker refuses it without the controller's weight file (bfq or io.weight)
 BW=$($D exec $L sh -c 'for f in blkio/blkio.weight blkio/blkio.bfq.weight io.bfq.weight io.weight; do [ -f /sys/fs/cgroup/$f ] && { echo $f; break; }; done')
 if [ -z "$BW" ]; then
-	echo "skipped update --blkio-weight: no blkio.weight/blkio.bfq.weight/io.bfq.weight/io.weight here"
+	skip "update --blkio-weight" "no blkio.weight/blkio.bfq.weight/io.bfq.weight/io.weight here"
 elif $D info 2>&1 | grep -qi 'no blkio weight support'; then
-	echo "skipped update --blkio-weight: docker reports no blkio weight support ($BW exists)"
+	skip "update --blkio-weight" "docker reports no blkio weight support ($BW exists)"
 else
 	# io.weight takes 1 + (weight - 10) * 9999 / 990; the others the weight itself
 	BW_WANT=300; [ "$BW" = io.weight ] && BW_WANT=2930
@@ -329,7 +329,7 @@ http_get() { # body of http://127.0.0.1:$1/ from the host
 	timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3" | tr -d '\r' | sed '1,/^$/d'
 }
 if [ -n "$NONET" ]; then
-	echo "skipped -p 127.0.0.1:$PORT:80: no bridge network"
+	skip "-p 127.0.0.1:$PORT:80" "no bridge network${DOCKER_NO_BRIDGE:+ (DOCKER_NO_BRIDGE set)}"
 else
 	check "-p 127.0.0.1:$PORT:80 from the host (docker-proxy)" wait_until 10 expect_out hello-from-httpd http_get $PORT
 fi
@@ -342,7 +342,7 @@ check "rm -f web"             bash -c "$D rm -f web >/dev/null"
 
 say "--gpus (nvidia-container-runtime-hook -> gpurun)"
 if [ -z "$HOOKED" ]; then
-	echo "skipped --gpus: $HOOK_SKIP"
+	skip "--gpus" "$HOOK_SKIP"
 else
 	echo "  GPURUN_CONFIG=$GPURUN_CONFIG MOCK_NVML_CONFIG=$MOCK_NVML_CONFIG hook -> $(readlink "$W/hookbin/bin/nvidia-container-runtime-hook")"
 	gpu_nodes() { $RUN --gpus "$1" $IMG sh -c 'ls /dev | grep -E "^nvidia([0-9]+|ctl)$" | sort | tr "\n" " "' | sed 's/ $//'; }
@@ -357,7 +357,7 @@ else
 	}
 	check "driver libraries read-only" expect_out "touch fails
 ro" ro_lib
-	echo "skipped --gpus with a config whose driver root does not exist: needs a second dockerd (covered elsewhere)"
+	skip "--gpus, driver root missing" "needs a second dockerd with another hook config (not written yet)"
 fi
 
 say "nothing left"

@@ -1,6 +1,8 @@
 # Shared helpers for the engine scripts (sourced, bash).
 #   RUNTIME   OCI runtime under test (default: /work/main/target/release/gpurun; /usr/sbin/runc to validate)
 #   KEEP=1    keep the temp dir
+#   GPURUN_SKIP_LOG  where skips are logged (default: <repo>/target/skips.log; read by
+#             integration/skips-summary.sh, shared with the Rust tests' gpurun_integration::skip)
 # Every runtime call the engine makes goes through a logging wrapper:  $W/bin/<basename RUNTIME>
 # which appends argv, exit code and stderr to $W/calls.log (printed on failure, and kept as
 # $CALLS_OUT when set).
@@ -9,8 +11,10 @@ ENGINES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$ENGINES_DIR/../.." && pwd)
 RUNTIME=${RUNTIME:-$REPO/target/release/gpurun}
 RT_NAME=$(basename "$RUNTIME")
-PASS=0; FAIL=0; FAILED=()
+PASS=0; FAIL=0; FAILED=(); SKIP=0; SKIPPED=()
 T0=$(date +%s.%N)
+SKIP_LOG=${GPURUN_SKIP_LOG:-$REPO/target/skips.log}
+SCRIPT_NAME=$(basename "$0" .sh)
 
 say() { printf '\n=== %s\n' "$*"; }
 
@@ -24,6 +28,30 @@ check() {
 		local rc=$?
 		FAIL=$((FAIL+1)); FAILED+=("$name"); printf 'FAIL %-40s rc=%s (%.1fs)\n' "$name" "$rc" "$(echo "$(date +%s.%N) - $t" | bc)"
 	fi
+}
+
+# skip NAME REASON...: a check that cannot run here: printed with its reason, counted in the
+# summary, and appended to the skip log ("engines/<script>::NAME<TAB>REASON")
+skip() {
+	local name=$1; shift
+	SKIP=$((SKIP+1)); SKIPPED+=("$name: $*")
+	printf 'SKIP %-40s %s\n' "$name" "$*"
+	mkdir -p "$(dirname "$SKIP_LOG")" 2>/dev/null
+	printf 'engines/%s::%s\t%s\n' "$SCRIPT_NAME" "$name" "$*" | tr -d '\r' >> "$SKIP_LOG" ||
+		echo "  (could not log the skip to $SKIP_LOG)" >&2
+}
+
+# skip_all REASON...: the whole script cannot run here (no engine): logged as one skip, exit 77
+skip_all() {
+	skip "$SCRIPT_NAME (all checks)" "$*"
+	echo "skipped: $*"
+	exit 77
+}
+
+# check_tty NAME CMD...: a check that needs script(1) for a pty (util-linux): a counted skip
+# without it
+check_tty() {
+	if command -v script >/dev/null; then check "$@"; else skip "$1" "script(1) not installed (util-linux): no pty to attach"; fi
 }
 
 # expect_out WANT CMD...: stdout of CMD (stripped of \r) must equal WANT
@@ -99,11 +127,12 @@ WRAP
 	: > "$d/calls.log"
 }
 
-# summary NAME: print results; exit 1 if anything failed
+# summary NAME: print results ("N passed, N failed, N skipped"); exit 1 if anything failed
 summary() {
 	local dt; dt=$(echo "$(date +%s.%N) - $T0" | bc)
 	echo
-	printf '%s with %s: %d passed, %d failed in %.0fs\n' "$1" "$RUNTIME" "$PASS" "$FAIL" "$dt"
+	printf '%s with %s: %d passed, %d failed, %d skipped in %.0fs\n' "$1" "$RUNTIME" "$PASS" "$FAIL" "$SKIP" "$dt"
+	[ "$SKIP" = 0 ] || printf '  skipped: %s\n' "${SKIPPED[@]}"
 	if [ "$FAIL" != 0 ]; then
 		printf '  failed: %s\n' "${FAILED[@]}"
 		echo "--- runtime calls with nonzero exit (from $W/calls.log):"

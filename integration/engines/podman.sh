@@ -11,7 +11,7 @@ if ! command -v podman >/dev/null; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		DEBIAN_FRONTEND=noninteractive apt-get install -y podman >/dev/null 2>&1 || true
 	fi
-	command -v podman >/dev/null || { echo "skipped: podman not installed and apt-get install podman failed"; exit 77; }
+	command -v podman >/dev/null || skip_all "podman not installed and apt-get install podman failed"
 fi
 [ -x "$RUNTIME" ] || { echo "runtime $RUNTIME not found (cargo build --release)"; exit 1; }
 
@@ -54,7 +54,7 @@ R=$W/bundle/rootfs
 RUN="$P run --rm"; ROOT="--rootfs $R"   # --rootfs takes the path as the first positional
 
 say "podman info"
-check "info"                  bash -c "$P info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} cgroups={{.Host.CgroupsVersion}} events={{.Host.EventLogger}}' | sed 's/^/  /'"
+check "info"                  bash -o pipefail -c "$P info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} cgroups={{.Host.CgroupsVersion}} events={{.Host.EventLogger}}' | sed 's/^/  /'"
 
 say "podman run --rm --rootfs (foreground)"
 check "run echo hi"           expect_out hi $RUN $ROOT sh -c 'echo hi'
@@ -69,7 +69,7 @@ check "run --hostname"        expect_out box $RUN --hostname box $ROOT hostname
 check "run missing binary -> 127" expect_rc 127 $RUN $ROOT /nonexistent
 # terminal: conmon passes --console-socket; `script` gives podman a pty to attach to
 tty_run() { timeout 30 script -qec "$RUN -t $ROOT sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
-command -v script >/dev/null && check "run -t (pty)" tty_run
+check_tty "run -t (pty)" tty_run
 lim() {
 	$RUN --memory 64m --pids-limit 50 --cpus 0.5 $ROOT sh -c '
 	if [ -f /sys/fs/cgroup/memory.max ]; then echo $(cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max) $(cut -d" " -f1 /sys/fs/cgroup/cpu.max)
@@ -87,7 +87,7 @@ check "exec -i stdin"         expect_out xyz bash -c "echo xyz | $P exec -i slee
 check "exec --user/--env/--workdir" expect_out "65534 Y=2 /tmp" $P exec --user 65534 --env Y=2 --workdir /tmp sleeper sh -c 'echo $(id -u) Y=$Y $(pwd)'
 check "exec -d"               $P exec -d sleeper sleep 5
 tty_exec() { timeout 30 script -qec "$P exec -t sleeper sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
-command -v script >/dev/null && check "exec -t (pty)" tty_exec
+check_tty "exec -t (pty)" tty_exec
 check "pause"                 $P pause sleeper
 check "paused"                expect_out paused st sleeper
 check "unpause"               $P unpause sleeper
@@ -129,7 +129,7 @@ if command -v umoci >/dev/null; then
 	check "run oci-archive:"    expect_out from-image $P run --rm "oci-archive:$W/bb.tar"
 	check "load + run image"    bash -c "$P load -q -i $W/bb.tar >/dev/null && $P tag \$($P images -q | head -1) localhost/bb:latest && [ \"\$($P run --rm localhost/bb:latest sh -c 'echo img > /x; cat /x')\" = img ]"
 else
-	echo "skipped: umoci not installed (image path)"
+	skip "image path (umoci OCI archive)" "umoci not installed"
 fi
 
 say "cleanup"

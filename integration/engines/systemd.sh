@@ -48,8 +48,8 @@ setup() { # installs what is missing (root, apt-get); 0 also when it cannot (the
 if [ "${1:-}" = setup ]; then setup; exit; fi
 
 [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && [ -d /run/systemd/system ] ||
-	{ echo "skipped: PID 1 is not systemd (it is $(cat /proc/1/comm 2>/dev/null)): run VM_SYSTEMD=1 integration/vm/run-suite.sh"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "skipped: needs root"; exit 77; }
+	skip_all "PID 1 is not systemd (it is $(cat /proc/1/comm 2>/dev/null)): run VM_SYSTEMD=1 integration/vm/run-suite.sh"
+[ "$(id -u)" = 0 ] || skip_all "needs root"
 [ -x "$RUNTIME" ] || { echo "runtime $RUNTIME not found (cargo build --release)"; exit 1; }
 [ -n "${ENGINES_NO_INSTALL:-}" ] || setup || exit 1
 
@@ -63,8 +63,7 @@ command -v protoc >/dev/null && [ -x $PY ] && [ -f /usr/lib/python3/dist-package
 	SKIP_CRI=${SKIP_CRI:-"no CRI client: python3-grpcio, python3-protobuf or protobuf-compiler missing"}
 command -v podman >/dev/null || SKIP_PODMAN="podman not installed"
 if [ -n "$SKIP_DOCKER" ] && [ -n "$SKIP_CRI" ] && [ -n "$SKIP_PODMAN" ]; then
-	echo "skipped: $SKIP_DOCKER; $SKIP_CRI; $SKIP_PODMAN${ENGINES_NO_INSTALL:+ (ENGINES_NO_INSTALL set)}"
-	exit 77
+	skip_all "$SKIP_DOCKER; $SKIP_CRI; $SKIP_PODMAN${ENGINES_NO_INSTALL:+ (ENGINES_NO_INSTALL set)}"
 fi
 busctl --system status >/dev/null 2>&1 || { echo "no D-Bus system bus: the systemd driver needs one"; exit 1; }
 
@@ -250,7 +249,7 @@ fi
 say "a. docker: native.cgroupdriver=systemd"
 IMG=gpr-bb
 if [ -n "$SKIP_DOCKER" ]; then
-	echo "skipped docker: $SKIP_DOCKER"
+	skip "docker part" "$SKIP_DOCKER"
 else
 	wait_until 90 $D version >/dev/null || { echo "dockerd did not start:"; tail -20 "$W/dockerd.log"; exit 1; }
 	mark "docker $($D version -f '{{.Server.Version}}')"
@@ -298,7 +297,7 @@ fi
 # --- b. containerd's CRI (kubelet's calls) ---------------------------------------------------------
 say "b. containerd CRI: SystemdCgroup = true, a kubelet-style pod slice"
 if [ -n "$SKIP_CRI" ]; then
-	echo "skipped CRI: $SKIP_CRI"
+	skip "CRI part" "$SKIP_CRI"
 else
 	check "ctr -n k8s.io images import (pause image)" bash -c "$CTRD -n k8s.io images import $W/pause.tar >/dev/null"
 	# cri METHOD JSON: one call; prints the response (JSON); status 1 on an error
@@ -367,7 +366,7 @@ fi
 # --- c. Podman ------------------------------------------------------------------------------------
 say "c. podman: cgroup_manager = \"systemd\""
 if [ -n "$SKIP_PODMAN" ]; then
-	echo "skipped podman: $SKIP_PODMAN"
+	skip "podman part" "$SKIP_PODMAN"
 else
 	mkdir -p "$W/podman"
 	NOFILE=$(ulimit -Hn); [ "$NOFILE" = unlimited ] && NOFILE=1048576; [ "$NOFILE" -gt 65536 ] && NOFILE=65536

@@ -62,7 +62,7 @@ pub fn proc_cgroup_dir(pid: i32, controller: &str) -> Option<PathBuf> {
 }
 
 /// Is `controller` available to containers (a v1 hierarchy for it, or listed
-/// in the v2 root's cgroup.controllers)? Prints `skipped: ...` when not.
+/// in the v2 root's cgroup.controllers)? A counted skip ([`crate::skip`]) when not.
 pub fn has_controller(controller: &str) -> bool {
     let ok = if cgroup2_host() {
         std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
@@ -71,7 +71,7 @@ pub fn has_controller(controller: &str) -> bool {
         proc_cgroup_dir(std::process::id() as i32, controller).is_some()
     };
     if !ok {
-        println!("skipped: no {controller} controller");
+        crate::skip::skip(&format!("no {controller} controller"));
     }
     ok
 }

@@ -1,6 +1,6 @@
 //! Per-test environment: temp dir, private state root, fresh bundle, unique ids.
 
-use crate::leak::Leaks;
+use crate::leak::{bpf_progs_of, Leaks, Scope};
 use crate::util::{bin, poll, Out};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -41,11 +41,14 @@ pub struct Env {
     pub state: PathBuf,
     /// Bundle dir with `config.json` and `rootfs/`.
     pub bundle: PathBuf,
-    /// Value of `GPURUN_IT` in every container's environment.
+    /// Value of `GPURUN_IT` in every container's environment, and in the runtime's (so in its
+    /// init's before exec, its helpers' and those of hooks that inherit it).
     pub marker: String,
     /// Extra environment for every runtime invocation (`GPURUN_CONFIG`, …).
     pub extra_env: RefCell<Vec<(String, String)>>,
     ids: RefCell<Vec<String>>,
+    /// BPF device programs seen on this Env's containers' cgroups (after each runtime call).
+    bpf_progs: RefCell<Vec<u32>>,
     calls: Cell<usize>,
     clean: Cell<bool>,
 }
@@ -80,6 +83,7 @@ impl Env {
             marker: tag,
             extra_env: RefCell::new(Vec::new()),
             ids: RefCell::new(Vec::new()),
+            bpf_progs: RefCell::new(Vec::new()),
             calls: Cell::new(0),
             clean: Cell::new(false),
         };
@@ -132,25 +136,62 @@ impl Env {
         let mut cmd = Command::new(bin());
         cmd.arg("--root").arg(&self.state).args(globals).args(args);
         cmd.envs(self.extra_env.borrow().iter().cloned());
+        cmd.env("GPURUN_IT", &self.marker);
         cmd.current_dir(&self.dir);
         let out = self.dir.join("out");
-        Out::exec(
+        let out = Out::exec(
             cmd,
             out.join(format!("{k}.stdout")),
             out.join(format!("{k}.stderr")),
-        )
+        );
+        self.note_bpf_progs();
+        out
     }
 
-    /// Run any command with its output in this Env's files (as [`Env::gpurun`] does).
-    pub fn command_out(&self, cmd: Command) -> Out {
+    /// Record the BPF device programs attached to this Env's containers' cgroups now, for
+    /// the leak check to see them unloaded: ids, unlike a count, are this test's alone.
+    fn note_bpf_progs(&self) {
+        // Only containers that exist now (their state dir is there): scanning every id the
+        // Env ever handed out would make each call cost O(ids) (the soak makes thousands).
+        let live: Vec<String> = std::fs::read_dir(&self.state)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ids: Vec<String> = self
+            .ids
+            .borrow()
+            .iter()
+            .filter(|id| live.contains(id))
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let mut seen = self.bpf_progs.borrow_mut();
+        for p in bpf_progs_of(&ids) {
+            if !seen.contains(&p) {
+                seen.push(p);
+            }
+        }
+    }
+
+    /// Run any command with its output in this Env's files and the leak marker in its
+    /// environment (as [`Env::gpurun`] does).
+    pub fn command_out(&self, mut cmd: Command) -> Out {
         let k = self.calls.get();
         self.calls.set(k + 1);
+        cmd.env("GPURUN_IT", &self.marker);
         let out = self.dir.join("out");
-        Out::exec(
+        let out = Out::exec(
             cmd,
             out.join(format!("{k}.stdout")),
             out.join(format!("{k}.stderr")),
-        )
+        );
+        self.note_bpf_progs();
+        out
     }
 
     /// Like [`Env::gpurun`] with `input` on stdin (`update --resources -`).
@@ -163,13 +204,16 @@ impl Env {
         let mut cmd = Command::new(bin());
         cmd.arg("--root").arg(&self.state).args(args);
         cmd.envs(self.extra_env.borrow().iter().cloned());
+        cmd.env("GPURUN_IT", &self.marker);
         cmd.current_dir(&self.dir);
-        Out::exec_stdin(
+        let out = Out::exec_stdin(
             cmd,
             std::fs::File::open(&inp).unwrap().into(),
             out.join(format!("{k}.stdout")),
             out.join(format!("{k}.stderr")),
-        )
+        );
+        self.note_bpf_progs();
+        out
     }
 
     fn bundle_str(&self) -> &str {
@@ -268,26 +312,30 @@ impl Env {
         out.stdout.clone()
     }
 
-    /// Every leak: state dirs, mounts, marked processes, cgroups (2 s grace).
+    /// Every leak (see [`Leaks`]): state dirs, mounts, marked processes, processes using the
+    /// test's dir, sockets and fifos, cgroups, BPF device programs, network namespaces (2 s
+    /// grace).
     pub fn leaks(&self) -> Leaks {
-        Leaks::find(
-            &self.state,
-            &self.dir,
-            &self.marker,
-            &self.ids.borrow(),
-            Duration::from_secs(2),
-        )
+        self.find_leaks(Duration::from_secs(2))
     }
 
     /// What is there right now, without waiting for anything to vanish.
     pub fn leaks_now(&self) -> Leaks {
-        Leaks::find(
-            &self.state,
-            &self.dir,
-            &self.marker,
-            &self.ids.borrow(),
-            Duration::ZERO,
-        )
+        self.find_leaks(Duration::ZERO)
+    }
+
+    fn find_leaks(&self, grace: Duration) -> Leaks {
+        let ids = self.ids.borrow();
+        let bpf_progs = self.bpf_progs.borrow();
+        let scope = Scope {
+            state: &self.state,
+            dir: &self.dir,
+            bundle: &self.bundle,
+            marker: &self.marker,
+            ids: &ids,
+            bpf_progs: &bpf_progs,
+        };
+        Leaks::find(&scope, grace)
     }
 
     /// The leak check every test ends with; removes the temp dir when clean.
@@ -319,7 +367,11 @@ impl Drop for Env {
                 self.dir.display()
             );
             // Don't let a broken runtime's containers (sleep 3600) outlive the test.
-            for pid in &leaks.pids {
+            for pid in leaks
+                .pids
+                .iter()
+                .chain(leaks.holders.iter().map(|h| &h.pid))
+            {
                 crate::sys::kill(*pid, libc::SIGKILL);
             }
             if !std::thread::panicking() {

@@ -13,6 +13,7 @@ mod gpu;
 mod leak;
 mod probe;
 mod rootless;
+mod skip;
 pub mod sys;
 mod systemd;
 mod util;
@@ -23,12 +24,13 @@ pub use env::Env;
 pub use gpu::{
     a100x8_mig, gpu_env, h100x2, mock_nvml, with_env, FakeGpuHost, DRIVER_VERSION, UVM_MAJOR,
 };
-pub use leak::{cgroup_dirs, marked_pids, Leaks, CGROUP_PREFIX};
+pub use leak::{cgroup_dirs, marked_pids, Holder, Leaks, ScriptLeaks, CGROUP_PREFIX};
 pub use probe::{alive, cg, dump, get, probe};
 pub use rootless::{
     as_user, as_user_with, rootless_env, rootless_user, RootlessUser, ROOTLESS_USER,
 };
 pub use serde_json::{json, Value};
+pub use skip::{skip, skip_log};
 pub use systemd::{
     assert_no_unit, cgfile, create_sd, require_systemd, require_systemd_on, scoped, show,
     systemctl, systemd_is_pid1,

@@ -2,7 +2,7 @@
 //! /etc/subgid ranges), and commands run as that user with a private `XDG_RUNTIME_DIR`.
 
 use crate::env::Env;
-use crate::util::{bin, require_root, Out};
+use crate::util::{bin, is_gpurun, require_root, Out};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -93,13 +93,17 @@ pub fn rootless_user() -> Option<RootlessUser> {
         "/proc/sys/user/max_user_namespaces",
     ] {
         if std::fs::read_to_string(knob).is_ok_and(|v| v.trim() == "0") {
-            println!("skipped: unprivileged user namespaces are off ({knob} is 0)");
+            crate::skip::skip(&format!(
+                "unprivileged user namespaces are off ({knob} is 0)"
+            ));
             return None;
         }
     }
     let probe = user_command(&user).args(["unshare", "-U", "true"]).output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        println!("skipped: {ROOTLESS_USER} cannot create a user namespace: {probe:?}");
+        crate::skip::skip(&format!(
+            "{ROOTLESS_USER} cannot create a user namespace: {probe:?}"
+        ));
         return None;
     }
     Some(user)
@@ -116,8 +120,19 @@ fn user_command(user: &RootlessUser) -> Command {
     cmd
 }
 
+/// The directory under `$XDG_RUNTIME_DIR` where the runtime keeps a rootless caller's state:
+/// `gpurun` for gpurun, `runc` for runc (whatever the file name of the copy the user runs).
+fn rootless_state_dir_name() -> &'static str {
+    if is_gpurun() {
+        "gpurun"
+    } else {
+        "runc"
+    }
+}
+
 /// A rootless Env: the bundle dir is the user's (`spec` writes there) and its
-/// `XDG_RUNTIME_DIR` is `<dir>/xdg` (so its state root is `<dir>/xdg/gpurun`).
+/// `XDG_RUNTIME_DIR` is `<dir>/xdg` (so its state root is `<dir>/xdg/gpurun`, or
+/// `<dir>/xdg/runc` under runc: [`rootless_state_dir_name`]).
 pub fn rootless_env(name: &str, user: &RootlessUser) -> Env {
     let mut env = Env::new(name);
     let xdg = env.dir.join("xdg");
@@ -126,7 +141,7 @@ pub fn rootless_env(name: &str, user: &RootlessUser) -> Env {
     for p in [&xdg, &env.bundle, &env.dir.join("out")] {
         std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid)).unwrap();
     }
-    env.state = xdg.join("gpurun");
+    env.state = xdg.join(rootless_state_dir_name());
     env
 }
 

@@ -77,3 +77,133 @@ pub fn own_received_fd(fd: RawFd) -> std::os::fd::OwnedFd {
     // SAFETY: the fd is open and owned by nobody else (fresh from recvmsg).
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
+
+/// `BPF_PROG_TYPE_CGROUP_DEVICE`, the program type of cgroup v2 device rules.
+pub const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+/// `BPF_CGROUP_DEVICE`, the attach type of cgroup v2 device rules.
+pub const BPF_CGROUP_DEVICE: u32 = 6;
+
+/// `bpf(cmd, attr)`.
+///
+/// # Safety
+/// `attr` must be a `#[repr(C)]` valid prefix of `union bpf_attr` for `cmd` (the kernel
+/// zero-extends shorter attrs) whose pointer fields, if any, reference buffers that are alive,
+/// writable and sized as stated.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i64> {
+    // SAFETY: the caller vouches for `attr` (see above); the syscall only uses it during the call.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Ids of every BPF program loaded in the kernel (`BPF_PROG_GET_NEXT_ID`), ascending.
+/// Needs CAP_SYS_ADMIN.
+pub fn bpf_prog_ids() -> io::Result<Vec<u32>> {
+    #[repr(C)]
+    struct GetNextId {
+        start_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+    let mut ids = Vec::new();
+    let mut attr = GetNextId {
+        start_id: 0,
+        next_id: 0,
+        open_flags: 0,
+    };
+    loop {
+        // SAFETY: GetNextId is the `union bpf_attr` prefix of this command, integers only.
+        match unsafe { bpf(BPF_PROG_GET_NEXT_ID, &mut attr) } {
+            Ok(_) => {
+                ids.push(attr.next_id);
+                attr.start_id = attr.next_id;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(ids),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The type (`BPF_PROG_TYPE_*`) of loaded program `id`: `Ok(None)` once it is gone (ENOENT).
+pub fn bpf_prog_type(id: u32) -> io::Result<Option<u32>> {
+    #[repr(C)]
+    struct GetFdById {
+        prog_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    let mut attr = GetFdById {
+        prog_id: id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    // SAFETY: GetFdById is the `union bpf_attr` prefix of this command, integers only.
+    let fd = match unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) } {
+        Ok(fd) => {
+            use std::os::fd::FromRawFd;
+            // SAFETY: a fresh fd from the kernel, owned by nobody else.
+            unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // The head of `struct bpf_prog_info`: the kernel copies no more than `info_len` bytes.
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgInfo {
+        prog_type: u32,
+        id: u32,
+    }
+    #[repr(C)]
+    struct GetInfo {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut info = ProgInfo::default();
+    let mut attr = GetInfo {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<ProgInfo>() as u32,
+        info: &mut info as *mut ProgInfo as u64,
+    };
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: GetInfo is the `union bpf_attr` prefix of this command; `info` points at `info`,
+    // alive and `info_len` bytes long.
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(Some(info.prog_type))
+}
+
+/// Ids of the programs attached to the cgroup (v2) directory `cgroup` with `attach_type`
+/// (`BPF_PROG_QUERY`).
+pub fn bpf_prog_query(cgroup: &File, attach_type: u32) -> io::Result<Vec<u32>> {
+    let mut ids = vec![0u32; 256];
+    #[repr(C)]
+    struct Query {
+        target_fd: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        prog_cnt: u32,
+    }
+    let mut attr = Query {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type,
+        query_flags: 0,
+        attach_flags: 0,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+    };
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    // SAFETY: Query is the `union bpf_attr` prefix of this command; `prog_ids` points at `ids`,
+    // alive and `prog_cnt` u32s long.
+    unsafe { bpf(BPF_PROG_QUERY, &mut attr) }?;
+    ids.truncate(attr.prog_cnt as usize);
+    Ok(ids)
+}

@@ -19,18 +19,20 @@ pub fn require_systemd_on(unified: bool) -> bool {
         return false;
     }
     if !systemd_is_pid1() {
-        println!("skipped: systemd is not PID 1 here (run in the VM: VM_SYSTEMD=1 integration/vm/run-suite.sh)");
+        crate::skip::skip(
+            "systemd is not PID 1 here (run in the VM: VM_SYSTEMD=1 integration/vm/run-suite.sh)",
+        );
         return false;
     }
     if cgroup2_host() != unified {
-        println!(
-            "skipped: written for a {} host",
+        crate::skip::skip(&format!(
+            "written for a {} host",
             if unified {
                 "pure cgroup v2"
             } else {
                 "hybrid cgroup"
             }
-        );
+        ));
         return false;
     }
     true

@@ -22,19 +22,19 @@ pub fn is_gpurun() -> bool {
     bin().file_name().is_none_or(|n| n != "runc")
 }
 
-/// Gate for tests of gpurun-specific behaviour; prints why when skipping.
+/// Gate for tests of gpurun-specific behaviour; a counted skip ([`crate::skip`]) when not.
 pub fn gpurun_only() -> bool {
     if !is_gpurun() {
-        println!("skipped: gpurun-only");
+        crate::skip::skip("gpurun-only");
     }
     is_gpurun()
 }
 
-/// Containers need root; prints why when skipping.
+/// Containers need root; a counted skip ([`crate::skip`]) when not.
 pub fn require_root() -> bool {
     let root = crate::sys::euid() == 0;
     if !root {
-        println!("skipped: needs root");
+        crate::skip::skip("needs root");
     }
     root
 }

@@ -150,7 +150,7 @@ fn ps_lists_container_processes() {
     // ps(1), which fails in some VMs ("Unable to get system boot time").
     let host_ps = std::process::Command::new("ps").arg("-ef").output();
     if !host_ps.is_ok_and(|o| o.status.success()) {
-        println!("skipped part: host ps -ef does not work here");
+        skip("part: ps table (host ps -ef does not work here)");
         env.gpurun(&["delete", "--force", &id]).assert_ok();
         env.assert_clean();
         return;
@@ -298,14 +298,40 @@ fn cgroups_removed_on_every_exit_path() {
     env.gpurun(&["delete", &id]).assert_ok();
     assert_gone(&dirs, "kill + delete");
 
-    // run: the container sees its cgroup exist, nothing is left after.
+    // run: the container sees itself in its cgroup (no cgroup namespace here, so the paths
+    // are the host's), nothing is left after.
     let id = env.id();
     env.config(|s| {
         set_args(s, &["sh", "-c", "cat /proc/self/cgroup"]);
         rel(s, &id);
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "cgroup");
     });
     let out = env.run(&id);
     out.assert_ok();
+    let own = format!("/{CGROUP_PREFIX}/{id}");
+    let memory = out.stdout.lines().find(|l| {
+        let mut f = l.splitn(3, ':');
+        f.nth(1)
+            .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+            || (cgroup2_host() && l.starts_with("0::"))
+    });
+    assert!(
+        memory.is_some_and(|l| l.ends_with(&own)),
+        "the container is not in {own}: {}",
+        out.describe()
+    );
+    if !cgroup2_host() && std::path::Path::new("/sys/fs/cgroup/unified").is_dir() {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with("0::") && l.ends_with(&own)),
+            "not in its unified cgroup {own}: {}",
+            out.describe()
+        );
+    }
     assert!(
         cgroup_dirs(std::slice::from_ref(&id)).is_empty(),
         "after run: {:?}",

@@ -27,7 +27,7 @@ fn io_throttle_read_back() {
         return;
     }
     let Some((maj, min)) = block_device() else {
-        println!("skipped: no block device");
+        skip("no block device");
         return;
     };
     let env = Env::new("io_throttle");

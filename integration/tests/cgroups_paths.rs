@@ -179,7 +179,7 @@ fn container_below_a_cgroup_with_processes() {
         return;
     }
     if !cgroup2_host() {
-        eprintln!("skipped: needs a pure cgroup v2 host (the v2 VM runs it)");
+        skip("needs a pure cgroup v2 host (the v2 VM runs it)");
         return;
     }
     let env = Env::new("container_below_a_cgroup_with_processes");

@@ -19,7 +19,7 @@ fn tool_available(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_tool && std::env::var_os("ENGINES_NO_INSTALL").is_some() {
-        println!("skipped: {tool} not installed (ENGINES_NO_INSTALL set)");
+        skip(&format!("{tool} not installed (ENGINES_NO_INSTALL set)"));
         return false;
     }
     true
@@ -70,10 +70,10 @@ fn docker() {
     }
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/libmock_nvml.so");
     if !lib.is_file() {
-        println!(
-            "no {}: docker.sh runs without the --gpus cases (cargo build --release -p mock-nvml)",
+        skip(&format!(
+            "part: docker --gpus cases (no {}: cargo build --release -p mock-nvml)",
             lib.display()
-        );
+        ));
         engine("docker.sh", "dockerd");
         return;
     }

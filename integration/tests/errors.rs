@@ -73,7 +73,16 @@ fn missing_container() {
         &["kill", "--all", "ghost", "9"],
         &["delete", "ghost"],
     ] {
-        expect_error(&env, args, "container does not exist");
+        let out = expect_error(&env, args, "container does not exist");
+        // Scripts and suites look for the word (runc's stderr says level=error).
+        if is_gpurun() {
+            assert!(
+                out.stderr
+                    .starts_with("gpurun: error: container does not exist"),
+                "{}",
+                out.describe()
+            );
+        }
     }
     env.assert_clean();
 }

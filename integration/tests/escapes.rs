@@ -56,6 +56,14 @@ fn fd_numbers(stdout: &str) -> Vec<String> {
 
 /// CVE-2024-21626: no host fd reaches the container, neither the runtime's own nor ones its
 /// caller leaked to it; a cwd through /proc/self/fd/N or `..` resolves inside.
+/// Prints `cwd-inside` when walking `..` up from the cwd meets the container's `/`,
+/// `cwd-ESCAPED` when it ends at another root (a host directory), and exits 0 either way.
+const CWD_INSIDE_SCRIPT: &str = "root=$(stat -c %d:%i /); d=.; prev=; \
+    for i in $(seq 64); do cur=$(stat -c %d:%i $d) || exit 1; \
+    if [ \"$cur\" = \"$root\" ]; then echo cwd-inside; exit 0; fi; \
+    if [ \"$cur\" = \"$prev\" ]; then break; fi; prev=$cur; d=$d/..; done; \
+    echo cwd-ESCAPED; ls -a .";
+
 #[test]
 fn cve_2024_21626_no_host_fd_reaches_the_container() {
     if !require_root() {
@@ -79,24 +87,44 @@ fn cve_2024_21626_no_host_fd_reaches_the_container() {
     env.gpurun(&["delete", "--force", &id]).assert_ok();
 
     // process.cwd through a runtime fd: refused, or inside the container — never the host.
+    // Inside, climbing `..` from the cwd reaches the container's `/` (the kernel stops `..` at
+    // the process's root); from a host directory it ends at the host's root instead, which is
+    // not the container's `/`.
     for n in 3..10 {
         let cwd = format!("/proc/self/fd/{n}");
         env.config(|s| {
-            set_args(s, &["sh", "-c", "pwd; ls / | head -50"]);
+            set_args(s, &["sh", "-c", CWD_INSIDE_SCRIPT]);
             s["process"]["cwd"] = json!(cwd);
         });
         let out = env.run(&env.id());
-        assert!(
-            !out.stdout.contains("(unreachable)"),
-            "{cwd}: {}",
-            out.describe()
-        );
-        assert!(
-            !out.ok() || !out.stdout.contains("usr\n"),
-            "{cwd} reached a host directory: {}",
-            out.describe()
-        );
+        if out.ok() {
+            assert_eq!(
+                out.stdout.lines().last(),
+                Some("cwd-inside"),
+                "{cwd} reached a host directory: {}",
+                out.describe()
+            );
+        } else {
+            assert!(
+                !out.stdout.contains("cwd-"),
+                "{cwd}: the process ran, then failed: {}",
+                out.describe()
+            );
+        }
     }
+    // The control: a cwd inside the container is seen as inside.
+    env.config(|s| {
+        set_args(s, &["sh", "-c", CWD_INSIDE_SCRIPT]);
+        s["process"]["cwd"] = json!("/tmp");
+    });
+    let out = env.run(&env.id());
+    out.assert_ok();
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some("cwd-inside"),
+        "{}",
+        out.describe()
+    );
     // `..` cannot climb above the container's root: runc lands in "/", gpurun refuses the cwd.
     env.config(|s| {
         set_args(s, &["sh", "-c", "pwd; ls /"]);
@@ -171,7 +199,16 @@ fn cve_2021_30465_symlinked_mount_destinations_stay_inside() {
     symlink(&host_dir, rootfs.join("abs")).unwrap();
     symlink("/", rootfs.join("rootlink")).unwrap();
     let before = host_mount_points();
-    for dest in ["/climb", "/abs", "/rootlink/tmp", "/climb/sub"] {
+    // Where each destination lands when resolved inside the rootfs (symlinks followed as if
+    // the rootfs were `/`).
+    let inside = host_dir.to_str().unwrap().to_string();
+    let landing = [
+        ("/climb", inside.clone()),
+        ("/abs", inside.clone()),
+        ("/rootlink/tmp", "/tmp".to_string()),
+        ("/climb/sub", format!("{inside}/sub")),
+    ];
+    for (dest, lands) in landing {
         env.config(|s| {
             set_args(s, &["sh", "-c", "cat /proc/self/mountinfo"]);
             s["mounts"].as_array_mut().unwrap().push(json!({
@@ -180,11 +217,13 @@ fn cve_2021_30465_symlinked_mount_destinations_stay_inside() {
         });
         let out = env.run(&env.id());
         if out.ok() {
-            // Landed inside: somewhere under the container's root, never on the host dir.
-            let m = parse_mountinfo(&out.stdout);
+            // Landed inside: at the destination resolved under the container's root, never
+            // on the host dir.
+            let m = find_mount(&out.stdout, &lands);
             assert!(
-                m.iter().any(|m| m.fstype == "tmpfs" && m.point != "/dev"),
-                "{dest}: {}",
+                m.as_ref()
+                    .is_some_and(|m| m.fstype == "tmpfs" && m.has_opt("nosuid")),
+                "{dest}: no tmpfs at {lands} in the container: {}",
                 out.describe()
             );
         }

@@ -352,6 +352,10 @@ fn gpu_bad_selections_fail_clearly_and_leave_nothing() {
     std::fs::write(&host.config, "this is [not toml").unwrap();
     env.config(with_env(&["NVIDIA_DRIVER_CAPABILITIES=all"]));
     env.run(&env.id()).assert_ok();
+    for none in ["void", ""] {
+        env.config(with_env(&[&format!("NVIDIA_VISIBLE_DEVICES={none}")]));
+        env.run(&env.id()).assert_ok();
+    }
     env.config(with_env(&["NVIDIA_VISIBLE_DEVICES=0"]));
     env.run(&env.id()).assert_err("gpu config");
     env.assert_clean();

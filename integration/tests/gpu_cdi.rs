@@ -9,7 +9,8 @@ const GOLDEN: &str = concat!(
 );
 
 /// `cdi generate` against a golden file (the fixture's temp paths and the binary's path
-/// replaced by placeholders); `UPDATE_GOLDEN=1` rewrites it. `cdi list` names every device.
+/// replaced by placeholders); `UPDATE_GOLDEN=1` rewrites it, and the run still fails when
+/// the committed file differed (the next run passes). `cdi list` names every device.
 #[test]
 fn gpu_cdi_generate_matches_golden_and_list() {
     let Some((env, host)) = gpu_env("gpu_cdi_gen", h100x2()) else {
@@ -30,11 +31,22 @@ fn gpu_cdi_generate_matches_golden_and_list() {
     let normalised = text
         .replace(host.dir.to_str().unwrap(), "@HOST@")
         .replace(bin.to_str().unwrap(), "@GPURUN@");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+    // The committed file, read before any update: the comparison is always against it.
+    let golden = std::fs::read_to_string(GOLDEN).unwrap_or_default();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    if update && normalised != golden {
         std::fs::write(GOLDEN, &normalised).unwrap();
     }
-    let golden = std::fs::read_to_string(GOLDEN).unwrap();
-    assert_eq!(normalised, golden, "cdi generate differs from {GOLDEN}");
+    assert_eq!(
+        normalised,
+        golden,
+        "cdi generate differs from {GOLDEN}{}",
+        if update {
+            " (UPDATE_GOLDEN: rewritten; review the diff and run again)"
+        } else {
+            " (UPDATE_GOLDEN=1 rewrites it)"
+        }
+    );
     // YAML carries the same spec.
     let yaml = env.gpurun(&["cdi", "generate"]);
     yaml.assert_ok();
@@ -155,7 +167,7 @@ fn gpu_hook_nvidia_gives_runc_containers_their_gpus() {
     };
     let runc = std::path::Path::new("/usr/sbin/runc");
     if !runc.is_file() {
-        println!("skipped: runc is not installed");
+        skip("runc is not installed");
         env.assert_clean();
         return;
     }

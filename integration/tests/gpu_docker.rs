@@ -58,7 +58,7 @@ fn gpurun_under_the_hooks_name_is_the_hook_for_runc() {
     };
     let runc = Path::new("/usr/sbin/runc");
     if !runc.is_file() {
-        println!("skipped: runc is not installed");
+        skip("runc is not installed");
         env.assert_clean();
         return;
     }

@@ -47,7 +47,7 @@ fn kernel_has_idmap() -> bool {
     let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
     let ok = (major, minor) >= (5, 12);
     if !ok {
-        println!("skipped: kernel {} has no idmapped mounts", release.trim());
+        skip(&format!("kernel {} has no idmapped mounts", release.trim()));
     }
     ok
 }
@@ -63,7 +63,7 @@ fn list_owners(env: &Env, edit: impl FnOnce(&mut Value)) -> Option<Out> {
     });
     let out = env.run(&env.id());
     if !out.ok() && out.stderr.contains("does not support idmapped mounts") {
-        println!("skipped: {}", out.stderr.trim());
+        skip(out.stderr.trim());
         env.assert_clean();
         return None;
     }

@@ -109,14 +109,15 @@ fn devpts_and_ptmx() {
     let pts = mount_at(&out, "/dev/pts");
     // newinstance: a private devpts instance, not the host's.
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    if let Some(host_pts) = parse_mountinfo(&host)
+    match parse_mountinfo(&host)
         .into_iter()
         .find(|m| m.fstype == "devpts")
     {
-        assert_ne!(
+        Some(host_pts) => assert_ne!(
             host_pts.dev, pts.dev,
             "container reuses the host devpts: {pts:?}"
-        );
+        ),
+        None => skip("part: newinstance devpts vs the host's (the host has no devpts mounted)"),
     }
     env.assert_clean();
 }
@@ -286,6 +287,8 @@ fn masked_and_readonly_paths() {
     assert!(mount_at(&out, "/proc/driver").has_opt("ro"));
     if std::path::Path::new("/proc/acpi").is_dir() {
         assert!(mount_at(&out, "/proc/acpi").has_opt("ro"));
+    } else {
+        skip("part: /proc/acpi read-only (the kernel has no /proc/acpi)");
     }
     env.assert_clean();
 }

@@ -51,7 +51,7 @@ fn podman_default_profile_runs_a_shell() {
     }
     let default_caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
     let Some(profile) = podman_profile(&default_caps) else {
-        println!("skipped: /usr/share/containers/seccomp.json not installed (podman)");
+        skip("/usr/share/containers/seccomp.json not installed (podman)");
         return;
     };
     let env = Env::new("seccomp_podman");

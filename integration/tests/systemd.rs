@@ -16,7 +16,7 @@ fn no_systemd_is_a_clear_error_and_leaves_nothing() {
         return;
     }
     if systemd_is_pid1() {
-        println!("skipped: systemd is PID 1 here");
+        skip("systemd is PID 1 here");
         return;
     }
     let env = Env::new("no_systemd_is_a_clear_error");
@@ -147,7 +147,7 @@ fn bad_paths_and_refused_units_leave_nothing() {
         return;
     }
     if !systemd_is_pid1() {
-        println!("skipped: systemd is not PID 1 here");
+        skip("systemd is not PID 1 here");
         return;
     }
     let env = Env::new("refused_units_leave_nothing");

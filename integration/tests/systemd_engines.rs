@@ -4,7 +4,7 @@
 //! (its engines are installed on the host by `systemd.sh setup`, which run-suite.sh runs before
 //! the guest boots). Skipped, saying why, where PID 1 is not systemd.
 
-use gpurun_integration::{engine_script, require_root, systemd_is_pid1};
+use gpurun_integration::{engine_script, require_root, skip, systemd_is_pid1};
 
 #[test]
 fn engines_with_the_systemd_cgroup_driver() {
@@ -12,9 +12,7 @@ fn engines_with_the_systemd_cgroup_driver() {
         return;
     }
     if !systemd_is_pid1() {
-        println!(
-            "skipped: systemd is not PID 1 here (run VM_SYSTEMD=1 integration/vm/run-suite.sh)"
-        );
+        skip("systemd is not PID 1 here (run VM_SYSTEMD=1 integration/vm/run-suite.sh)");
         return;
     }
     engine_script("systemd.sh", &[]);

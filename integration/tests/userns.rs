@@ -38,7 +38,8 @@ fn user_namespace_maps_container_root_to_an_unprivileged_host_uid() {
     let out = env.sh(
         "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; \
          echo data >/dev/null && echo null-ok; head -c4 /dev/zero | wc -c; \
-         touch /tmp/x 2>/dev/null || echo ro-root; ls /sys/kernel >/dev/null && echo sys-ok",
+         touch /tmp/x 2>/dev/null || echo ro-root; ls /sys/kernel >/dev/null && echo sys-ok; \
+         grep -q ' /dev/null ' /proc/self/mountinfo && echo null-bound",
         with_userns,
     );
     let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
@@ -55,6 +56,14 @@ fn user_namespace_maps_container_root_to_an_unprivileged_host_uid() {
         out.describe()
     );
     assert!(out.stdout.contains("sys-ok"), "{}", out.describe());
+    // The read-only root stays read-only in the user namespace (a locked mount flag).
+    assert!(out.stdout.contains("ro-root"), "{}", out.describe());
+    // Devices are bound from the host, not made (mknod is refused in a user namespace).
+    assert!(
+        out.stdout.contains("null-bound"),
+        "/dev/null is not a bind mount: {}",
+        out.describe()
+    );
     env.assert_clean();
 }
 

@@ -18,34 +18,35 @@
 #          VM_RESULTS to target/vm-results-systemd, and the engines those tests drive (Docker,
 #          containerd with its CRI, Podman, a Python CRI client) are set up here on the host first
 #          (integration/engines/systemd.sh setup): the guest has no network
-# Exit status: the command's (non-zero if any test failed). Exits 0 with a line
-# "skipped: REASON" only when no VM can run here (not x86_64, no apt-get or root to install).
+# Exit status: the command's (non-zero if any test failed). When no VM can boot here (not
+# x86_64, no apt-get or root to install what it needs) it fails too: exit 1 with a line
+# "run-suite: no VM can boot here: REASON" (the pure-v2 tests did not run, so nothing passed).
 set -uo pipefail
 VM_SYSTEMD=${VM_SYSTEMD:-${VMRUN_SYSTEMD:-}}
 if [ "$VM_SYSTEMD" = 1 ]; then
 	export VMRUN_SYSTEMD=1
 	VM_TESTS=${VM_TESTS:-systemd systemd_hosts systemd_engines}
 else
-	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update engines exec gpu gpu_cdi gpu_docker gpu_procfs lifecycle mounts namespaces rootless userns}
+	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update engines events exec faults gpu gpu_cdi gpu_docker gpu_procfs lifecycle mounts namespaces rootless update_flags update_resources userns}
 fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 cd "$ROOT"
-skip() { echo "skipped: $*"; exit 0; }
+novm() { echo "run-suite: no VM can boot here: $*" >&2; exit 1; }
 die() { echo "run-suite: $*" >&2; exit 1; }
 
 # 1. Debian packages: busybox (guest init), jq (reads cargo's JSON), runc (to compare
 #    against: GPURUN_BIN=/usr/sbin/runc), and the VM: User-Mode Linux where it can run this
 #    machine's programs, else QEMU (TCG) with Debian's stock kernel (README.md says why).
-[ "$(uname -m)" = x86_64 ] || skip "the VMs here need an x86_64 host, this is $(uname -m)"
+[ "$(uname -m)" = x86_64 ] || novm "the VMs here need an x86_64 host, this is $(uname -m)"
 install() {
 	local p missing=
 	for p in "$@"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 	done
 	[ -n "$missing" ] || return 0
-	command -v apt-get >/dev/null || skip "no apt-get to install:$missing"
-	[ "$(id -u)" = 0 ] || skip "not root, cannot install:$missing"
+	command -v apt-get >/dev/null || novm "no apt-get to install:$missing"
+	[ "$(id -u)" = 0 ] || novm "not root, cannot install:$missing"
 	echo "run-suite: installing$missing"
 	apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 "$@"; }
 	{ apt_get update && apt_get install -y --no-install-recommends $missing; } >/tmp/run-suite-apt.log 2>&1 ||
@@ -119,10 +120,18 @@ fi
 export GPURUN_BIN=$(realpath -m "${GPURUN_BIN:-target/release/gpurun}")
 export VM_RESULTS=${VM_RESULTS:-$ROOT/target/vm-results$([ "$VM_SYSTEMD" = 1 ] && echo -systemd)} VM_TEST_ARGS=${VM_TEST_ARGS:-}
 mkdir -p "$VM_RESULTS" && rm -f "$VM_RESULTS"/*.log "$VM_RESULTS"/*.rc "$VM_RESULTS"/summary.txt
-export VMRUN_ENV="GPURUN_BIN VMRUN_SYSTEMD VM_RESULTS VM_TEST_ARGS VM_TEST_TIMEOUT ENGINES_NO_INSTALL RUST_BACKTRACE RUST_LOG ${VMRUN_ENV:-}"
+# Skips in the guest (gpurun_integration::skip, engines/lib.sh) go to VM_RESULTS (the guest's
+# only writable host dir), then join the host's skip log, their test names prefixed "vm:".
+HOST_SKIP_LOG=${GPURUN_SKIP_LOG:-$ROOT/target/skips.log}
+export GPURUN_SKIP_LOG=$VM_RESULTS/skips.log
+export VMRUN_ENV="GPURUN_BIN GPURUN_SKIP_LOG VMRUN_SYSTEMD VM_RESULTS VM_TEST_ARGS VM_TEST_TIMEOUT ENGINES_NO_INSTALL RUST_BACKTRACE RUST_LOG ${VMRUN_ENV:-}"
 export VMRUN_TIMEOUT=${VMRUN_TIMEOUT:-3000}
 t0=$(date +%s)
 "$VMRUN" -m "${VM_MEM:-$([ "$VM" = uml ] && echo 1G || echo 2G)}" -w "$VM_RESULTS" -- "$@"
 rc=$?
+if [ -s "$GPURUN_SKIP_LOG" ]; then
+	mkdir -p "$(dirname "$HOST_SKIP_LOG")" && sed "s/^/vm$([ "$VM_SYSTEMD" = 1 ] && echo -systemd):/" "$GPURUN_SKIP_LOG" >> "$HOST_SKIP_LOG"
+	echo "run-suite: $(grep -c . "$GPURUN_SKIP_LOG") skipped in the VM (added to $HOST_SKIP_LOG)"
+fi
 echo "run-suite: exit $rc after $(($(date +%s) - t0))s in the VM$([ "$VM_SYSTEMD" = 1 ] && echo ' (systemd as PID 1)')"
 exit "$rc"

@@ -1,0 +1,311 @@
+//! `exec` options engines pass that exec.rs does not cover: `--cap`, `-u` with `-g`,
+//! `--no-new-privs`, `--preserve-fds`, `-t --console-socket` (containerd's and Podman's detached
+//! tty exec), `--env` over the spec's variables, a bad `--cwd`, and containerd's
+//! `exec --process F --detach --pid-file P`. Each is checked from inside the process.
+
+use std::io::{IoSliceMut, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gpurun_integration::*;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+/// A running `sleep`; `edit` changes the spec first.
+fn running(env: &Env, edit: impl FnOnce(&mut Value)) -> String {
+    env.config(|s| {
+        set_args(s, &["sleep", "3600"]);
+        edit(s);
+    });
+    let id = env.id();
+    env.create_ok(&id);
+    env.gpurun(&["start", &id]).assert_ok();
+    env.wait_status(&id, "running");
+    id
+}
+
+/// `exec ID cat /proc/self/status` with `flags` before the id; the fields asked for.
+#[track_caller]
+fn exec_status(env: &Env, id: &str, flags: &[&str], fields: &[&str]) -> Vec<String> {
+    let mut argv = vec!["exec"];
+    argv.extend(flags);
+    argv.extend([id, "cat", "/proc/self/status"]);
+    let out = env.gpurun(&argv);
+    out.assert_ok();
+    fields
+        .iter()
+        .map(|f| {
+            read_status_field(&out.stdout, f)
+                .unwrap_or_else(|| panic!("no {f}:\n{}", out.describe()))
+        })
+        .collect()
+}
+
+fn hex(v: &str) -> u64 {
+    u64::from_str_radix(v, 16).unwrap()
+}
+
+const SPEC_CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
+#[test]
+fn exec_cap_adds_capabilities() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("exec_cap");
+    let id = running(&env, |_| {});
+    let base = cap_mask(&SPEC_CAPS);
+    let v = exec_status(&env, &id, &[], &["CapEff", "CapBnd"]);
+    assert_eq!(
+        (hex(&v[0]), hex(&v[1])),
+        (base, base),
+        "without --cap: {v:?}"
+    );
+    let added = ["CAP_SYS_ADMIN", "CAP_CHOWN"];
+    let flags = ["--cap", added[0], "--cap", added[1]];
+    let v = exec_status(&env, &id, &flags, &["CapEff", "CapPrm", "CapBnd"]);
+    let want = base | cap_mask(&added);
+    for (field, got) in ["CapEff", "CapPrm", "CapBnd"].iter().zip(&v) {
+        assert_eq!(hex(got), want, "{field} with --cap: {v:?}");
+    }
+    // The init keeps the spec's set.
+    let init = std::fs::read_to_string(format!("/proc/{}/status", env.pid(&id))).unwrap();
+    assert_eq!(hex(&read_status_field(&init, "CapEff").unwrap()), base);
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}
+
+#[test]
+fn exec_user_with_additional_gids() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("exec_additional_gids");
+    let id = running(&env, |_| {});
+    let fields = ["Uid", "Gid", "Groups"];
+    let v = exec_status(&env, &id, &["-u", "1000:1001"], &fields);
+    assert_eq!(v[0], "1000\t1000\t1000\t1000", "{v:?}");
+    assert_eq!(v[1], "1001\t1001\t1001\t1001", "{v:?}");
+    assert_eq!(v[2], "", "uid 1000 has no groups in the rootfs: {v:?}");
+    let flags = ["-u", "1000:1001", "-g", "10", "-g", "20"];
+    let v = exec_status(&env, &id, &flags, &fields);
+    assert_eq!(v[2], "10 20", "{v:?}");
+    let long = ["--user", "1000:1001", "--additional-gids", "30"];
+    let v = exec_status(&env, &id, &long, &fields);
+    assert_eq!(v[0], "1000\t1000\t1000\t1000", "{v:?}");
+    assert_eq!(v[1], "1001\t1001\t1001\t1001", "{v:?}");
+    assert_eq!(v[2], "30", "{v:?}");
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}
+
+#[test]
+fn exec_no_new_privs() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("exec_no_new_privs");
+    let id = running(&env, |s| s["process"]["noNewPrivileges"] = json!(false));
+    let v = exec_status(&env, &id, &[], &["NoNewPrivs"]);
+    assert_eq!(v[0], "0", "spec says noNewPrivileges false");
+    let v = exec_status(&env, &id, &["--no-new-privs"], &["NoNewPrivs"]);
+    assert_eq!(v[0], "1", "--no-new-privs");
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}
+
+#[test]
+fn exec_preserve_fds() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("exec_preserve_fds");
+    let id = running(&env, |_| {});
+    let (passed, extra) = (env.dir.join("passed"), env.dir.join("extra"));
+    std::fs::write(&passed, "through fd 3\n").unwrap();
+    std::fs::write(&extra, "fd 4\n").unwrap();
+    let exec = |n: &str| {
+        let (f3, f4) = (
+            std::fs::File::open(&passed).unwrap(),
+            std::fs::File::open(&extra).unwrap(),
+        );
+        let mut cmd = Command::new(bin());
+        cmd.arg("--root").arg(&env.state);
+        cmd.args(["exec", "--preserve-fds", n, &id, "sh", "-c"]);
+        cmd.arg("cat <&3; cat <&4 && echo LEAK; true");
+        sys::pass_fds_3_and_4(&mut cmd, f3.as_raw_fd(), f4.as_raw_fd());
+        env.command_out(cmd)
+    };
+    let out = exec("1");
+    out.assert_ok();
+    assert!(out.stdout.contains("through fd 3"), "{}", out.describe());
+    assert!(
+        !out.stdout.contains("LEAK"),
+        "fd 4 got through\n{}",
+        out.describe()
+    );
+    let out = exec("0");
+    out.assert_ok();
+    assert!(
+        !out.stdout.contains("through fd 3"),
+        "fd 3 without --preserve-fds\n{}",
+        out.describe()
+    );
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}
+
+/// The fd the runtime sent on `listener` (runc's protocol). The runtime has returned by now:
+/// its connection waits in the backlog with the message queued.
+fn receive_master(listener: &UnixListener) -> std::fs::File {
+    listener.set_nonblocking(true).unwrap();
+    let (conn, _) = listener
+        .accept()
+        .expect("nothing connected to the console socket");
+    conn.set_nonblocking(false).unwrap();
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            fd = fds.first().copied();
+        }
+    }
+    std::fs::File::from(sys::own_received_fd(fd.expect("no fd received")))
+}
+
+/// containerd/Podman: `exec -d -t --console-socket S --pid-file P`; the pty master comes over
+/// the socket, the process's stdio is the slave.
+#[test]
+fn exec_tty_with_console_socket() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("exec_console_socket");
+    let id = running(&env, |_| {});
+    let sock = env.dir.join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let pid_file = env.dir.join("exec.pid");
+    let script = "tty; test -t 1 && echo stdout-is-a-tty; read line; echo got:$line";
+    let out = env.gpurun(&[
+        "exec",
+        "-d",
+        "-t",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    out.assert_ok();
+    let mut master = receive_master(&listener);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    master.write_all(b"hello\n").unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 1024];
+    while !seen.contains("got:hello") && Instant::now() < deadline {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(seen.contains("/dev/pts/"), "{seen:?}");
+    assert!(seen.contains("stdout-is-a-tty"), "{seen:?}");
+    assert!(seen.contains("got:hello"), "{seen:?}");
+    let gone = poll(Duration::from_secs(5), || (!alive(pid)).then_some(()));
+    assert!(gone.is_some(), "exec'd process {pid} did not exit");
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}
+
+#[test]
+fn exec_env_overrides_the_spec_and_bad_cwd_fails() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("exec_env_cwd");
+    let id = running(&env, |_| {});
+    let out = env.gpurun(&["exec", "--env", "TERM=dumb", "--env", "NEW=1", &id, "env"]);
+    out.assert_ok();
+    let mut lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("GPURUN_IT="))
+        .collect();
+    lines.sort();
+    let path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    assert!(lines.contains(&path), "{}", out.describe());
+    let term: Vec<&&str> = lines.iter().filter(|l| l.starts_with("TERM=")).collect();
+    assert_eq!(
+        term,
+        [&"TERM=dumb"],
+        "one TERM, the --env one\n{}",
+        out.describe()
+    );
+    assert!(lines.contains(&"NEW=1"), "{}", out.describe());
+
+    env.gpurun(&["exec", "--cwd", "/nonexistent", &id, "true"])
+        .assert_err("nonexistent");
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}
+
+/// containerd's exec: `exec --process F --detach --pid-file P ID`.
+#[test]
+fn exec_process_file_detached_with_pid_file() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("exec_process_detached");
+    let id = running(&env, |_| {});
+    let process = env.dir.join("process.json");
+    let p = json!({
+        "args": ["sh", "-c", "echo started $X $(pwd); exec sleep 100"],
+        "cwd": "/etc", "env": ["X=y", "PATH=/bin", format!("GPURUN_IT={}", env.marker)],
+        "user": {"uid": 0, "gid": 0}, "terminal": false
+    });
+    std::fs::write(&process, p.to_string()).unwrap();
+    let pid_file = env.dir.join("exec.pid");
+    let mut out = env.gpurun(&[
+        "exec",
+        "--process",
+        process.to_str().unwrap(),
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ]);
+    out.assert_ok();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    env.wait_output(&mut out, "started y /etc");
+    let comm = poll(Duration::from_secs(5), || {
+        let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (c.trim() == "sleep").then_some(())
+    });
+    assert!(comm.is_some(), "pid file {pid} is not the exec'd sleep");
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    let gone = poll(Duration::from_secs(5), || (!alive(pid)).then_some(()));
+    assert!(gone.is_some(), "delete --force left the exec'd process");
+    env.assert_clean();
+}

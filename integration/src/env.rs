@@ -250,6 +250,20 @@ impl Env {
         self.gpurun(&["create", "--bundle", self.bundle_str(), id])
     }
 
+    /// A fresh container running `sleep 3600`, `edit` applied to the spec first.
+    #[track_caller]
+    pub fn running(&self, edit: impl FnOnce(&mut Value)) -> String {
+        self.config(|s| {
+            crate::set_args(s, &["sleep", "3600"]);
+            edit(s);
+        });
+        let id = self.id();
+        self.create_ok(&id);
+        self.gpurun(&["start", &id]).assert_ok();
+        self.wait_status(&id, "running");
+        id
+    }
+
     /// `create` then assert it succeeded.
     #[track_caller]
     pub fn create_ok(&self, id: &str) -> Out {

@@ -7,6 +7,7 @@
 //! in [`sys`].
 
 mod cgroup;
+mod console;
 mod engine;
 mod env;
 mod gpu;
@@ -19,6 +20,7 @@ mod systemd;
 mod util;
 
 pub use cgroup::{cgroup2_host, has_controller, proc_cgroup_dir, proc_cgroup_dirs};
+pub use console::receive_pty;
 pub use engine::engine_script;
 pub use env::Env;
 pub use gpu::{

@@ -68,25 +68,13 @@ impl Drop for Stream {
     }
 }
 
-fn running(env: &Env, edit: impl FnOnce(&mut Value)) -> String {
-    env.config(|s| {
-        set_args(s, &["sleep", "3600"]);
-        edit(s);
-    });
-    let id = env.id();
-    env.create_ok(&id);
-    env.gpurun(&["start", &id]).assert_ok();
-    env.wait_status(&id, "running");
-    id
-}
-
 #[test]
 fn events_streams_stats_at_the_default_interval() {
     if !require_root() {
         return;
     }
     let env = Env::new("events_stream");
-    let id = running(&env, |s| {
+    let id = env.running(|s| {
         s["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
     });
     let mut stream = Stream::start(&env, &[&id]);
@@ -115,7 +103,7 @@ fn events_reports_an_oom_kill() {
         return;
     }
     let env = Env::new("events_oom");
-    let id = running(&env, |s| {
+    let id = env.running(|s| {
         let mut mem = json!({"limit": 32 << 20});
         let swap = if cgroup2_host() {
             "memory.swap.max"

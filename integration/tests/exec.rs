@@ -3,22 +3,13 @@
 
 use gpurun_integration::*;
 
-fn running(env: &Env) -> String {
-    env.config(|s| set_args(s, &["sleep", "3600"]));
-    let id = env.id();
-    env.create_ok(&id);
-    env.gpurun(&["start", &id]).assert_ok();
-    env.wait_status(&id, "running");
-    id
-}
-
 #[test]
 fn exec_joins_the_container() {
     if !require_root() {
         return;
     }
     let env = Env::new("exec_joins");
-    let id = running(&env);
+    let id = env.running(|_| {});
     let init = env.pid(&id);
     let script = "hostname; for n in pid mnt net uts; do readlink /proc/self/ns/$n; done; \
                   cat /proc/1/comm; exit 7";
@@ -51,7 +42,7 @@ fn exec_user_env_cwd_and_process_json() {
         return;
     }
     let env = Env::new("exec_options");
-    let id = running(&env);
+    let id = env.running(|_| {});
     let out = env.gpurun(&[
         "exec",
         "--user",
@@ -97,7 +88,7 @@ fn exec_detached_with_pid_file_is_in_the_cgroup() {
         return;
     }
     let env = Env::new("exec_detached");
-    let id = running(&env);
+    let id = env.running(|_| {});
     let pid_file = env.dir.join("exec.pid");
     let out = env.gpurun(&[
         "exec",
@@ -136,7 +127,7 @@ fn exec_errors() {
     let env = Env::new("exec_errors");
     env.gpurun(&["exec", "ghost", "true"])
         .assert_err("does not exist");
-    let id = running(&env);
+    let id = env.running(|_| {});
     env.gpurun(&["exec", &id, "/nonexistent"])
         .assert_err("/nonexistent");
     env.gpurun(&["kill", &id, "KILL"]).assert_ok();

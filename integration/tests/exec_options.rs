@@ -3,27 +3,13 @@
 //! tty exec), `--env` over the spec's variables, a bad `--cwd`, and containerd's
 //! `exec --process F --detach --pid-file P`. Each is checked from inside the process.
 
-use std::io::{IoSliceMut, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gpurun_integration::*;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-
-/// A running `sleep`; `edit` changes the spec first.
-fn running(env: &Env, edit: impl FnOnce(&mut Value)) -> String {
-    env.config(|s| {
-        set_args(s, &["sleep", "3600"]);
-        edit(s);
-    });
-    let id = env.id();
-    env.create_ok(&id);
-    env.gpurun(&["start", &id]).assert_ok();
-    env.wait_status(&id, "running");
-    id
-}
 
 /// `exec ID cat /proc/self/status` with `flags` before the id; the fields asked for.
 #[track_caller]
@@ -54,7 +40,7 @@ fn exec_cap_adds_capabilities() {
         return;
     }
     let env = Env::new("exec_cap");
-    let id = running(&env, |_| {});
+    let id = env.running(|_| {});
     let base = cap_mask(&SPEC_CAPS);
     let v = exec_status(&env, &id, &[], &["CapEff", "CapBnd"]);
     assert_eq!(
@@ -82,7 +68,7 @@ fn exec_user_with_additional_gids() {
         return;
     }
     let env = Env::new("exec_additional_gids");
-    let id = running(&env, |_| {});
+    let id = env.running(|_| {});
     let fields = ["Uid", "Gid", "Groups"];
     let v = exec_status(&env, &id, &["-u", "1000:1001"], &fields);
     assert_eq!(v[0], "1000\t1000\t1000\t1000", "{v:?}");
@@ -106,7 +92,7 @@ fn exec_no_new_privs() {
         return;
     }
     let env = Env::new("exec_no_new_privs");
-    let id = running(&env, |s| s["process"]["noNewPrivileges"] = json!(false));
+    let id = env.running(|s| s["process"]["noNewPrivileges"] = json!(false));
     let v = exec_status(&env, &id, &[], &["NoNewPrivs"]);
     assert_eq!(v[0], "0", "spec says noNewPrivileges false");
     let v = exec_status(&env, &id, &["--no-new-privs"], &["NoNewPrivs"]);
@@ -121,7 +107,7 @@ fn exec_preserve_fds() {
         return;
     }
     let env = Env::new("exec_preserve_fds");
-    let id = running(&env, |_| {});
+    let id = env.running(|_| {});
     let (passed, extra) = (env.dir.join("passed"), env.dir.join("extra"));
     std::fs::write(&passed, "through fd 3\n").unwrap();
     std::fs::write(&extra, "fd 4\n").unwrap();
@@ -156,33 +142,6 @@ fn exec_preserve_fds() {
     env.assert_clean();
 }
 
-/// The fd the runtime sent on `listener` (runc's protocol). The runtime has returned by now:
-/// its connection waits in the backlog with the message queued.
-fn receive_master(listener: &UnixListener) -> std::fs::File {
-    listener.set_nonblocking(true).unwrap();
-    let (conn, _) = listener
-        .accept()
-        .expect("nothing connected to the console socket");
-    conn.set_nonblocking(false).unwrap();
-    let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )
-    .unwrap();
-    let mut fd = None;
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            fd = fds.first().copied();
-        }
-    }
-    std::fs::File::from(sys::own_received_fd(fd.expect("no fd received")))
-}
-
 /// containerd/Podman: `exec -d -t --console-socket S --pid-file P`; the pty master comes over
 /// the socket, the process's stdio is the slave.
 #[test]
@@ -191,7 +150,7 @@ fn exec_tty_with_console_socket() {
         return;
     }
     let env = Env::new("exec_console_socket");
-    let id = running(&env, |_| {});
+    let id = env.running(|_| {});
     let sock = env.dir.join("console.sock");
     let listener = UnixListener::bind(&sock).unwrap();
     let pid_file = env.dir.join("exec.pid");
@@ -210,7 +169,8 @@ fn exec_tty_with_console_socket() {
         script,
     ]);
     out.assert_ok();
-    let mut master = receive_master(&listener);
+    listener.set_nonblocking(true).unwrap();
+    let (_, mut master) = receive_pty(&listener);
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -241,7 +201,7 @@ fn exec_env_overrides_the_spec_and_bad_cwd_fails() {
         return;
     }
     let env = Env::new("exec_env_cwd");
-    let id = running(&env, |_| {});
+    let id = env.running(|_| {});
     let out = env.gpurun(&["exec", "--env", "TERM=dumb", "--env", "NEW=1", &id, "env"]);
     out.assert_ok();
     let mut lines: Vec<&str> = out
@@ -274,7 +234,7 @@ fn exec_process_file_detached_with_pid_file() {
         return;
     }
     let env = Env::new("exec_process_detached");
-    let id = running(&env, |_| {});
+    let id = env.running(|_| {});
     let process = env.dir.join("process.json");
     let p = json!({
         "args": ["sh", "-c", "echo started $X $(pwd); exec sleep 100"],

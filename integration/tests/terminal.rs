@@ -1,38 +1,12 @@
 //! process.terminal with --console-socket: the pty master arrives over the socket
 //! (SCM_RIGHTS), the container's stdio is the pty slave and its controlling terminal.
 
-use std::io::{IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
 use gpurun_integration::*;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-
-/// Accept one connection on `listener` and receive the fd it sends (runc's protocol).
-fn receive_master(listener: &UnixListener) -> (String, std::fs::File) {
-    let (conn, _) = listener.accept().unwrap();
-    let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )
-    .unwrap();
-    let mut fd = None;
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            fd = fds.first().copied();
-        }
-    }
-    let len = msg.bytes;
-    let name = String::from_utf8_lossy(&iov[0][..len]).into_owned();
-    let owned = sys::own_received_fd(fd.expect("no fd received"));
-    (name, std::fs::File::from(owned))
-}
 
 #[test]
 fn console_socket_gets_the_pty_master() {
@@ -55,7 +29,7 @@ fn console_socket_gets_the_pty_master() {
     });
     let id = env.id();
     let create = std::thread::scope(|scope| {
-        let receiver = scope.spawn(|| receive_master(&listener));
+        let receiver = scope.spawn(|| receive_pty(&listener));
         let out = env.gpurun(&[
             "create",
             "--console-socket",

@@ -7,7 +7,9 @@ use gpurun_integration::*;
 
 #[test]
 fn concurrent_create_exactly_one_wins() {
-    if !require_root() {
+    // gpurun-only: in runc 1.1.5 a losing concurrent create may remove the winner's state,
+    // leaving its `runc init` and cgroups behind (seen in about one run of three).
+    if !require_root() || !gpurun_only() {
         return;
     }
     let env = Env::new("concurrent_create");

@@ -35,3 +35,19 @@ pub fn receive_pty(listener: &UnixListener) -> (String, std::fs::File) {
     let owned = crate::sys::own_received_fd(fd.expect("no fd received"));
     (name, std::fs::File::from(owned))
 }
+
+/// Read from a pty master until `needle` has been seen, the other side closed, or 10 s
+/// passed; everything read.
+pub fn read_until(master: &mut std::fs::File, needle: &str) -> String {
+    use std::io::Read;
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut buf = [0u8; 1024];
+    while !seen.contains(needle) && std::time::Instant::now() < deadline {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    seen
+}

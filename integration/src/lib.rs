@@ -20,7 +20,7 @@ mod systemd;
 mod util;
 
 pub use cgroup::{cgroup2_host, has_controller, proc_cgroup_dir, proc_cgroup_dirs};
-pub use console::receive_pty;
+pub use console::{read_until, receive_pty};
 pub use engine::engine_script;
 pub use env::Env;
 pub use gpu::{

@@ -3,11 +3,11 @@
 //! tty exec), `--env` over the spec's variables, a bad `--cwd`, and containerd's
 //! `exec --process F --detach --pid-file P`. Each is checked from inside the process.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gpurun_integration::*;
 
@@ -177,15 +177,7 @@ fn exec_tty_with_console_socket() {
         .parse()
         .unwrap();
     master.write_all(b"hello\n").unwrap();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 1024];
-    while !seen.contains("got:hello") && Instant::now() < deadline {
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
+    let seen = read_until(&mut master, "got:hello");
     assert!(seen.contains("/dev/pts/"), "{seen:?}");
     assert!(seen.contains("stdout-is-a-tty"), "{seen:?}");
     assert!(seen.contains("got:hello"), "{seen:?}");

@@ -46,15 +46,7 @@ fn console_socket_gets_the_pty_master() {
     env.gpurun(&["start", &id]).assert_ok();
     master.write_all(b"hello\n").unwrap();
     // Read what the container printed until it has answered.
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 1024];
-    while !seen.contains("got:hello") && Instant::now() < deadline {
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
+    let seen = read_until(&mut master, "got:hello");
     assert!(seen.contains("/dev/pts/0"), "{seen:?}");
     assert!(seen.contains("stdin-is-a-tty"), "{seen:?}");
     assert!(seen.contains("got:hello"), "{seen:?}");

@@ -11,8 +11,17 @@
 //! | createRuntime    | runtime namespace, after mounts, pre-pivot | parent (`create`)   | create fails, cleaned up |
 //! | createContainer  | container mount namespace, pre-pivot       | the init            | create fails, cleaned up |
 //! | startContainer   | inside the container, right before exec    | the init            | the init exits 1        |
-//! | poststart        | runtime namespace, after the user process started | `start`      | logged, start succeeds  |
-//! | poststop         | runtime namespace, after the container is gone | `delete`        | logged, delete succeeds |
+//! | poststart        | runtime namespace, after the user process's execve | `start`     | start fails, container killed |
+//! | poststop         | runtime namespace, after the container is gone | `delete`        | logged, the rest still run, delete succeeds |
+//!
+//! The state on stdin says `created` for every hook before the user's program runs (prestart
+//! to startContainer: the spec's lifecycle puts them after the create step), `running` for
+//! poststart and `stopped` for poststop. Failures follow runtime-spec 1.3's lifecycle.
+//!
+//! A hook without `env` gets runc's environment: the runtime's own (what the engine gave
+//! gpurun) for every phase but startContainer, which gets the container process's
+//! environment (runc's de-facto rule, which hook writers rely on). With `env` given, exactly
+//! that.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
@@ -65,9 +74,14 @@ pub trait Hook {
     fn run(&self, state_json: &[u8]) -> std::result::Result<(), String>;
 }
 
-/// An executable from config.json: `path`, `args` (args[0] is argv[0]), exactly `env`, and an
-/// optional `timeout` in seconds. Its output is captured into the error.
-pub struct CommandHook<'a>(pub &'a SpecHook);
+/// An executable from config.json: `path`, `args` (args[0] is argv[0]), `env` (see the module
+/// doc for a hook without one), and an optional `timeout` in seconds. Its output is captured
+/// into the error.
+pub struct CommandHook<'a> {
+    pub hook: &'a SpecHook,
+    /// The environment of a hook without `env`; `None`: the runtime's own.
+    pub default_env: Option<&'a [String]>,
+}
 
 /// A hook implemented inside gpurun.
 pub struct BuiltinHook {
@@ -83,16 +97,22 @@ impl Hook for BuiltinHook {
 
 impl Hook for CommandHook<'_> {
     fn run(&self, state_json: &[u8]) -> std::result::Result<(), String> {
-        let h = self.0;
+        let h = self.hook;
         let mut cmd = Command::new(h.path());
         if let Some(args) = h.args().as_deref().filter(|a| !a.is_empty()) {
             std::os::unix::process::CommandExt::arg0(&mut cmd, &args[0]);
             cmd.args(&args[1..]);
         }
-        cmd.env_clear();
-        for kv in h.env().iter().flatten() {
-            if let Some((k, v)) = kv.split_once('=') {
-                cmd.env(k, v);
+        let env = match (h.env().as_deref(), self.default_env) {
+            (Some(env), _) => Some(env),
+            (None, default) => default,
+        };
+        if let Some(env) = env {
+            cmd.env_clear();
+            for kv in env {
+                if let Some((k, v)) = kv.split_once('=') {
+                    cmd.env(k, v);
+                }
             }
         }
         // Output goes to an anonymous memory file: a chatty hook can never block on a full
@@ -187,23 +207,63 @@ pub fn run_phase(phase: Phase, hooks: &[&dyn Hook], state_json: &[u8]) -> Result
     Ok(())
 }
 
-/// The spec's hooks of `phase` as [`Hook`]s.
-pub fn command_hooks(
-    phase: Phase,
-    hooks: Option<&oci_spec::runtime::Hooks>,
-) -> Vec<CommandHook<'_>> {
-    phase.of(hooks).iter().map(CommandHook).collect()
+/// Run every hook of a phase whose failures are warnings (poststop): a failing hook does not
+/// keep the others from running. Returns the failures, worded as [`run_phase`] words them.
+pub fn run_phase_all(phase: Phase, hooks: &[&dyn Hook], state_json: &[u8]) -> Vec<Error> {
+    hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, hook)| {
+            hook.run(state_json)
+                .err()
+                .map(|e| Error::Hook(format!("error running {} hook #{i}: {e}", phase.name())))
+        })
+        .collect()
 }
 
-/// Run the spec's hooks of `phase`.
+/// The spec's hooks of `phase` as [`Hook`]s; `default_env` for those without `env`.
+pub fn command_hooks<'a>(
+    phase: Phase,
+    hooks: Option<&'a oci_spec::runtime::Hooks>,
+    default_env: Option<&'a [String]>,
+) -> Vec<CommandHook<'a>> {
+    phase
+        .of(hooks)
+        .iter()
+        .map(|hook| CommandHook { hook, default_env })
+        .collect()
+}
+
+/// Run the spec's hooks of `phase` (a hook without `env` inherits the runtime's).
 pub fn run_spec_hooks(
     phase: Phase,
     hooks: Option<&oci_spec::runtime::Hooks>,
     state_json: &[u8],
 ) -> Result<()> {
-    let list = command_hooks(phase, hooks);
+    let list = command_hooks(phase, hooks, None);
     let dyns: Vec<&dyn Hook> = list.iter().map(|h| h as &dyn Hook).collect();
     run_phase(phase, &dyns, state_json)
+}
+
+/// startContainer: a hook without `env` gets the container process's `env` (runc's rule).
+pub fn run_start_container_hooks(
+    hooks: Option<&oci_spec::runtime::Hooks>,
+    state_json: &[u8],
+    container_env: &[String],
+) -> Result<()> {
+    let list = command_hooks(Phase::StartContainer, hooks, Some(container_env));
+    let dyns: Vec<&dyn Hook> = list.iter().map(|h| h as &dyn Hook).collect();
+    run_phase(Phase::StartContainer, &dyns, state_json)
+}
+
+/// poststop: every hook runs; the failures come back as warnings to log.
+pub fn run_poststop_hooks(
+    hooks: Option<&oci_spec::runtime::Hooks>,
+    state_json: &[u8],
+) -> Vec<Error> {
+    let list = command_hooks(Phase::Poststop, hooks, None);
+    let dyns: Vec<&dyn Hook> = list.iter().map(|h| h as &dyn Hook).collect();
+    run_phase_all(Phase::Poststop, &dyns, state_json)
 }
 
 #[cfg(test)]
@@ -212,6 +272,13 @@ mod tests {
 
     fn hook(json: serde_json::Value) -> SpecHook {
         serde_json::from_value(json).unwrap()
+    }
+
+    fn cmd(hook: &SpecHook) -> CommandHook<'_> {
+        CommandHook {
+            hook,
+            default_env: None,
+        }
     }
 
     #[test]
@@ -224,7 +291,7 @@ mod tests {
             "env": ["FOO=bar"]
         }));
         run_spec_hooks(Phase::Prestart, None, b"{}").unwrap();
-        run_phase(Phase::Prestart, &[&CommandHook(&h)], b"{\"id\":\"x\"}").unwrap();
+        run_phase(Phase::Prestart, &[&cmd(&h)], b"{\"id\":\"x\"}").unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
             "{\"id\":\"x\"} bar zero arg1\n"
@@ -235,7 +302,7 @@ mod tests {
     fn failure_and_timeout_are_reported() {
         let fail =
             hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo oops; exit 3"]}));
-        let err = run_phase(Phase::CreateRuntime, &[&CommandHook(&fail)], b"{}")
+        let err = run_phase(Phase::CreateRuntime, &[&cmd(&fail)], b"{}")
             .unwrap_err()
             .to_string();
         assert!(
@@ -244,7 +311,7 @@ mod tests {
         );
         let slow =
             hook(serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1}));
-        let err = run_phase(Phase::Poststart, &[&CommandHook(&slow)], b"{}")
+        let err = run_phase(Phase::Poststart, &[&cmd(&slow)], b"{}")
             .unwrap_err()
             .to_string();
         assert!(err.contains("timed out"), "{err}");
@@ -256,5 +323,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "error running createRuntime hook #0: gpu: no driver");
+    }
+
+    #[test]
+    fn environment_rules_and_poststop_goes_on() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        let script = format!(
+            "echo \"$1 ${{HOME-unset}} ${{APP-unset}}\" >> {}",
+            out.display()
+        );
+        let bare =
+            hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script, "x", "bare"]}));
+        let mut given = bare.clone();
+        given.set_args(Some(vec![
+            "sh".into(),
+            "-c".into(),
+            script.clone(),
+            "x".into(),
+            "given".into(),
+        ]));
+        given.set_env(Some(vec!["APP=given".into()]));
+        let app_env = ["APP=container".to_string()];
+        let with_default = CommandHook {
+            hook: &bare,
+            default_env: Some(&app_env),
+        };
+        // No env: the runtime's (HOME is set in any test environment), or the default given.
+        run_phase(
+            Phase::Prestart,
+            &[&cmd(&bare), &with_default, &cmd(&given)],
+            b"{}",
+        )
+        .unwrap();
+        let home = std::env::var("HOME").unwrap_or_else(|_| "unset".into());
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            format!("bare {home} unset\nbare unset container\ngiven unset given\n")
+        );
+        // poststop: every hook runs, each failure reported.
+        let fail = hook(serde_json::json!({"path": "/bin/false"}));
+        let errors = run_phase_all(
+            Phase::Poststop,
+            &[&cmd(&fail), &cmd(&bare), &cmd(&fail)],
+            b"{}",
+        );
+        let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[1].starts_with("error running poststop hook #2:"),
+            "{errors:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 4);
     }
 }

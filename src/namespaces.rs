@@ -12,6 +12,10 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::error::{Error, Result};
 use crate::sys::Forked;
 
+/// CLONE_NEWTIME (0x80, not in nix): valid for unshare(2) and setns(2) only; clone(2) reads
+/// that bit as part of the exit signal.
+pub const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(0x80);
+
 pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
     match t {
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
@@ -21,7 +25,7 @@ pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
         LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
         LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
         LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
-        LinuxNamespaceType::Time => CloneFlags::empty(),
+        LinuxNamespaceType::Time => CLONE_NEWTIME,
     }
 }
 
@@ -35,6 +39,9 @@ pub struct Join {
 pub struct Namespaces {
     /// Namespaces created by clone.
     pub new: CloneFlags,
+    /// A new time namespace: made by the init itself (see [`enter_new_time_ns`]), never by
+    /// clone, which would put the init in it before its offsets can be written.
+    pub new_time: bool,
     /// A user namespace joined by path: entered before the init is cloned, so the namespaces
     /// the clone creates belong to it (see `process::parent::spawn`).
     pub user: Option<Join>,
@@ -48,6 +55,7 @@ impl Namespaces {
     pub fn from_spec(spec: &Spec) -> Result<Namespaces> {
         let mut ns = Namespaces {
             new: CloneFlags::empty(),
+            new_time: false,
             user: None,
             join: Vec::new(),
             pid: None,
@@ -56,6 +64,7 @@ impl Namespaces {
         for n in list.into_iter().flatten() {
             let flag = clone_flag(n.typ());
             match n.path() {
+                None if flag == CLONE_NEWTIME => ns.new_time = true,
                 None => ns.new |= flag,
                 Some(path) => {
                     let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
@@ -80,6 +89,7 @@ impl Namespaces {
 
     pub fn has(&self, flag: CloneFlags) -> bool {
         self.new.contains(flag)
+            || (flag == CLONE_NEWTIME && self.new_time)
             || (flag == CloneFlags::CLONE_NEWUSER && self.user.is_some())
             || self.join.iter().any(|j| j.flag == flag)
             || (flag == CloneFlags::CLONE_NEWPID && self.pid.is_some())
@@ -92,6 +102,48 @@ impl Namespaces {
         }
         Ok(())
     }
+}
+
+/// In the init: a new time namespace with `offsets` (`linux.timeOffsets`), entered by the
+/// init itself. unshare(CLONE_NEWTIME) only changes the namespace of our future children, and
+/// the offsets can be written only until a process is in it: so unshare, write
+/// /proc/self/timens_offsets, then setns into our own `time_for_children` (allowed: we are
+/// single-threaded).
+pub fn enter_new_time_ns(offsets: &[(String, i64, u32)]) -> Result<()> {
+    nix::sched::unshare(CLONE_NEWTIME).map_err(Error::sys("unshare(CLONE_NEWTIME)"))?;
+    if !offsets.is_empty() {
+        let text: String = offsets
+            .iter()
+            .map(|(clock, secs, nanos)| format!("{clock} {secs} {nanos}\n"))
+            .collect();
+        // Both clocks in one write: the kernel takes up to two lines per call.
+        std::fs::write("/proc/self/timens_offsets", text)
+            .map_err(|e| Error::io("write", "/proc/self/timens_offsets", e))?;
+    }
+    let path = "/proc/self/ns/time_for_children";
+    let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(Error::sys_path("open", path))?;
+    setns(fd.as_fd(), CLONE_NEWTIME).map_err(Error::sys_path("setns", path))
+}
+
+/// `linux.timeOffsets` as (clock, seconds, nanoseconds), clocks in a fixed order.
+pub fn time_offsets(spec: &Spec) -> Vec<(String, i64, u32)> {
+    let mut list: Vec<(String, i64, u32)> = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(clock, o)| {
+            (
+                clock.clone(),
+                o.secs().unwrap_or(0),
+                o.nanosecs().unwrap_or(0),
+            )
+        })
+        .collect();
+    list.sort();
+    list
 }
 
 /// Run `clone` with our children's pid namespace set to `pid`, then (in the parent only: the

@@ -28,12 +28,10 @@ pub enum SpecError {
     NoRoot,
     #[error("invalid rootfs {0}: {1}")]
     Rootfs(PathBuf, &'static str),
-    #[error("config.json: a mount namespace is required")]
-    NoMountNamespace,
+    #[error("config.json: {0} needs a mount namespace: without one it would be made in the runtime's (the host's); add {{\"type\": \"mount\"}} to linux.namespaces or drop it")]
+    NeedsMountNamespace(String),
     #[error("config.json: namespace {0} given twice")]
     DuplicateNamespace(String),
-    #[error("config.json: {0} namespaces are not supported yet")]
-    UnsupportedNamespace(String),
     #[error("config.json: {0}")]
     Mappings(&'static str),
     #[error("config.json: process.cwd {0:?} must be an absolute path")]
@@ -44,6 +42,8 @@ pub enum SpecError {
     Propagation(String),
     #[error("config.json: mount {0}: {1}")]
     MountIdmap(String, &'static str),
+    #[error("config.json: {0}")]
+    Field(String),
     #[error("config.json: invalid sysctl key {0:?}")]
     Sysctl(String),
     #[error("config.json: sysctl {0:?} is not in a separate kernel namespace ({1}): it would change the host")]
@@ -84,6 +84,79 @@ fn check_sysctl_namespace(key: &str, namespaces: &[LinuxNamespaceType]) -> Resul
     }
 }
 
+/// A container without a `mount` namespace entry shares the runtime's mount namespace (the
+/// spec's rule). runc then makes its mounts there, in the host's namespace, and leaves them
+/// behind; gpurun refuses everything that would mount or create something outside the
+/// rootfs's own files, naming the field. Checked again after GPU requests became mounts.
+pub fn check_shared_mounts(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let own = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount);
+    if own {
+        return Ok(());
+    }
+    let refuse = |what: String| Err(SpecError::NeedsMountNamespace(what));
+    if let Some((i, m)) = spec.mounts().iter().flatten().enumerate().next() {
+        return refuse(format!("mounts[{i}] ({})", m.destination().display()));
+    }
+    let non_empty = |v: Option<&Vec<String>>| v.is_some_and(|v| !v.is_empty());
+    if non_empty(linux.and_then(|l| l.masked_paths().as_ref())) {
+        return refuse("linux.maskedPaths".into());
+    }
+    if non_empty(linux.and_then(|l| l.readonly_paths().as_ref())) {
+        return refuse("linux.readonlyPaths".into());
+    }
+    if linux.is_some_and(|l| l.devices().as_ref().is_some_and(|d| !d.is_empty())) {
+        return refuse("linux.devices".into());
+    }
+    if linux.is_some_and(|l| l.rootfs_propagation().is_some()) {
+        return refuse("linux.rootfsPropagation".into());
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        return refuse("root.readonly".into());
+    }
+    if spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
+        // The pty comes from the container's own devpts.
+        return refuse("process.terminal".into());
+    }
+    Ok(())
+}
+
+/// `linux.timeOffsets` only for a time namespace the container makes (a joined one has its
+/// offsets already), and only for the two clocks a time namespace offsets.
+fn check_time_offsets(
+    linux: Option<&oci_spec::runtime::Linux>,
+    namespaces: &[oci_spec::runtime::LinuxNamespace],
+) -> Result<()> {
+    let Some(offsets) = linux.and_then(|l| l.time_offsets().as_ref()) else {
+        return Ok(());
+    };
+    let new_time = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none());
+    if !offsets.is_empty() && !new_time {
+        return Err(SpecError::Field(
+            "linux.timeOffsets needs a new time namespace (a {\"type\": \"time\"} entry without path)".into(),
+        ));
+    }
+    for (clock, o) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(SpecError::Field(format!(
+                "linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+            )));
+        }
+        if o.nanosecs().unwrap_or(0) >= 1_000_000_000 {
+            return Err(SpecError::Field(format!(
+                "linux.timeOffsets.{clock}.nanosecs must be below 1000000000"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A validated bundle: the spec plus the absolute bundle and rootfs paths.
 pub struct Bundle {
     pub dir: PathBuf,
@@ -91,13 +164,23 @@ pub struct Bundle {
     /// Everything but `linux.seccomp`, which is in `seccomp`.
     pub spec: Spec,
     pub seccomp: Option<crate::seccomp::Profile>,
+    /// `linux.intelRdt` (not in `spec`: oci-spec 0.8.4 lacks its 1.3 fields).
+    pub intel_rdt: Option<crate::intelrdt::IntelRdt>,
     /// The idmapped entries of `mounts[]` (their mappings are not in `spec`).
     pub idmaps: Vec<crate::rootfs::idmap::MountIdmap>,
 }
 
-/// Parse config.json's bytes: `linux.seccomp` with gpurun's own types (see `seccomp::profile`),
-/// the rest with oci-spec. Errors name the offending field; `path` is only for messages.
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Spec, Option<crate::seccomp::Profile>)> {
+/// config.json, parsed: the parts oci-spec cannot read are taken out of `spec`.
+pub struct Parsed {
+    pub spec: Spec,
+    pub seccomp: Option<crate::seccomp::Profile>,
+    pub intel_rdt: Option<crate::intelrdt::IntelRdt>,
+}
+
+/// Parse config.json's bytes: `linux.seccomp` and `linux.intelRdt` with gpurun's own types
+/// (see `seccomp::profile`, `intelrdt::config`), the rest with oci-spec. Errors name the
+/// offending field; `path` is only for messages.
+pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     let parse_err = |msg: String| SpecError::Parse {
         path: path.to_path_buf(),
         msg,
@@ -105,10 +188,23 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Spec, Option<crate::seccomp::
     let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| parse_err(e.to_string()))?;
     let seccomp = crate::seccomp::take_from_config(&mut value).map_err(parse_err)?;
+    let intel_rdt = crate::intelrdt::take_from_config(&mut value).map_err(parse_err)?;
+    if let Some(process) = value.get_mut("process") {
+        crate::process::attrs::fix_scheduler_flags(process);
+    }
     // serde_path_to_error names the offending field (`linux.resources.pids.limit: …`).
     let spec: Spec =
         serde_path_to_error::deserialize(value).map_err(|e| parse_err(e.to_string()))?;
-    Ok((spec, seccomp))
+    Ok(Parsed {
+        spec,
+        seccomp,
+        intel_rdt,
+    })
+}
+
+/// [`parse_config`] for callers that need only the spec and the seccomp profile.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Spec, Option<crate::seccomp::Profile>)> {
+    parse_config(path, bytes).map(|p| (p.spec, p.seccomp))
 }
 
 impl Bundle {
@@ -125,9 +221,16 @@ impl Bundle {
                 source: e,
             },
         })?;
-        let (spec, seccomp) = parse(&path, &bytes)?;
+        let Parsed {
+            spec,
+            seccomp,
+            intel_rdt,
+        } = parse_config(&path, &bytes)?;
         let rootfs = rootfs_path(&dir, &spec)?;
         validate(&spec)?;
+        if let Some(rdt) = &intel_rdt {
+            crate::intelrdt::validate(rdt).map_err(SpecError::Field)?;
+        }
         // Parsed again only when the config can hold an idmapped mount.
         let idmaps = match bytes.windows(8).any(|w| w == b"Mappings")
             || bytes.windows(5).any(|w| w == b"idmap")
@@ -146,6 +249,7 @@ impl Bundle {
             rootfs,
             spec,
             seccomp,
+            intel_rdt,
             idmaps,
         })
     }
@@ -186,10 +290,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
             return Err(SpecError::DuplicateNamespace(kind.to_string()));
         }
         seen.push(kind);
-        if kind == LinuxNamespaceType::Time {
-            return Err(SpecError::UnsupportedNamespace(kind.to_string()));
-        }
     }
+    check_time_offsets(linux, namespaces)?;
     let mapped =
         |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| m.is_some_and(|m| !m.is_empty());
     let (uids, gids) = (
@@ -222,9 +324,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "uid/gid mappings given, but user namespaces not enabled in config",
         ));
     }
-    if !seen.contains(&LinuxNamespaceType::Mount) {
-        return Err(SpecError::NoMountNamespace);
-    }
+    check_shared_mounts(spec)?;
     let sets_hostname = spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         || spec.domainname().as_ref().is_some_and(|h| !h.is_empty());
     if sets_hostname && !seen.contains(&LinuxNamespaceType::Uts) {
@@ -245,6 +345,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
             check_sysctl_namespace(key, &seen)?;
         }
     }
+    crate::process::attrs::validate(spec).map_err(SpecError::Field)?;
+    crate::netdev::validate(spec).map_err(SpecError::Field)?;
     Ok(())
 }
 
@@ -252,92 +354,4 @@ pub fn validate(spec: &Spec) -> Result<()> {
 pub const DEFAULT_SPEC: &str = include_str!("default_spec.json");
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec_with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
-        let mut v: serde_json::Value = serde_json::from_str(DEFAULT_SPEC).unwrap();
-        edit(&mut v);
-        let spec: Spec = serde_json::from_value(v).map_err(|e| SpecError::Parse {
-            path: "x".into(),
-            msg: e.to_string(),
-        })?;
-        validate(&spec)
-    }
-
-    #[test]
-    fn default_spec_is_valid() {
-        spec_with(|_| {}).unwrap();
-    }
-
-    #[test]
-    fn unknown_properties_are_ignored() {
-        spec_with(|v| v["somethingNew"] = serde_json::json!({"x": 1})).unwrap();
-    }
-
-    #[test]
-    fn rejects_bad_input() {
-        assert!(matches!(
-            spec_with(|v| v["ociVersion"] = "2.0.0".into()),
-            Err(SpecError::Version(_))
-        ));
-        assert!(matches!(
-            spec_with(|v| v["process"]["args"] = serde_json::json!([])),
-            Err(SpecError::NoArgs)
-        ));
-        assert!(matches!(
-            spec_with(|v| v["process"]["cwd"] = "tmp".into()),
-            Err(SpecError::RelativeCwd(_))
-        ));
-        assert!(spec_with(
-            |v| v["linux"]["resources"]["pids"] = serde_json::json!({"limit": "many"})
-        )
-        .is_err());
-        assert!(matches!(
-            spec_with(|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}])),
-            Err(SpecError::NoMountNamespace)
-        ));
-        assert!(matches!(
-            spec_with(|v| v["linux"]["sysctl"] = serde_json::json!({"../x": "1"})),
-            Err(SpecError::Sysctl(_))
-        ));
-        assert!(matches!(
-            spec_with(|v| v["linux"]["sysctl"] = serde_json::json!({"kernel.core_pattern": "|/x"})),
-            Err(SpecError::SysctlNamespace(..))
-        ));
-        spec_with(|v| {
-            v["linux"]["sysctl"] =
-                serde_json::json!({"net.ipv4.ip_forward": "1", "kernel.shmmax": "1"})
-        })
-        .unwrap();
-        assert!(spec_with(
-            |v| v["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_FOO"])
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn a_joined_user_namespace_takes_no_mappings() {
-        let join = |v: &mut serde_json::Value| {
-            v["linux"]["namespaces"]
-                .as_array_mut()
-                .unwrap()
-                .push(serde_json::json!({"type": "user", "path": "/proc/1/ns/user"}));
-        };
-        spec_with(join).unwrap();
-        let r = spec_with(|v| {
-            join(v);
-            v["linux"]["uidMappings"] =
-                serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
-        });
-        assert!(matches!(r, Err(SpecError::Mappings(m)) if m.contains("joined by path")));
-    }
-
-    #[test]
-    fn hostname_needs_uts() {
-        let r = spec_with(|v| {
-            v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
-        });
-        assert!(matches!(r, Err(SpecError::HostnameWithoutUts)));
-    }
-}
+mod tests;

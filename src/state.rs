@@ -69,6 +69,20 @@ pub struct State {
     /// `linux.seccomp`, kept for `exec` (the bundle's config.json may change after create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<crate::seccomp::Profile>,
+    /// The container's `process` as at create (GPU edits included): the base of an `exec`
+    /// (runc keeps its config in its state too; config.json may change after create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<serde_json::Value>,
+    /// `linux.personality` and `linux.memoryPolicy`, kept for `exec` (runc applies them to
+    /// exec'd processes as well).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
+    /// The resctrl group for `linux.intelRdt`, whether gpurun made it (only then does
+    /// `delete` remove it), and the container's MON group (`delete` always removes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resctrl: Option<crate::intelrdt::Group>,
 }
 
 /// The OCI state as printed by `state` and `list --format json` (runc's field set).
@@ -331,6 +345,10 @@ mod tests {
             cgroup: Cgroup::default(),
             hooks: None,
             seccomp: None,
+            process: None,
+            personality: None,
+            memory_policy: None,
+            resctrl: None,
         }
     }
 

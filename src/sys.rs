@@ -10,7 +10,9 @@ use nix::unistd::Pid;
 
 mod mount_api;
 mod net;
-pub use mount_api::{mount_setattr_idmap, move_mount_fd, open_tree_clone};
+pub mod netlink;
+pub mod sched;
+pub use mount_api::{mount_setattr, mount_setattr_idmap, move_mount_fd, open_tree_clone};
 pub use net::loopback_up;
 
 /// `struct clone_args` from `<linux/sched.h>` (the first, stable 88 bytes: up to `cgroup`).

@@ -99,6 +99,30 @@ fn memory_limits_read_back() {
     env.assert_clean();
 }
 
+/// `memory.kernelTCP` (NOT RECOMMENDED by the spec): applied on v1 where the kernel still has
+/// memory.kmem.tcp.*, as crun does; elsewhere (v2, or a kernel without it) ignored, never an
+/// error. gpurun-only: runc 1.1.5 ignores it.
+#[test]
+fn kernel_tcp_applied_where_the_kernel_has_it() {
+    if !require_root() || !gpurun_only() {
+        return;
+    }
+    let env = Env::new("kernel_tcp");
+    let file = "memory/memory.kmem.tcp.limit_in_bytes";
+    let has_it = !cgroup2_host() && Path::new("/sys/fs/cgroup").join(file).exists();
+    let vals = read_inside(
+        &env,
+        |s| s["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "kernelTCP": 16 << 20}),
+        &[file],
+    );
+    if has_it {
+        expect(&vals, file, "16777216");
+    } else {
+        skip("part: kernelTCP value (no memory.kmem.tcp on this kernel: the run above shows it is not an error)");
+    }
+    env.assert_clean();
+}
+
 #[test]
 fn memory_hog_is_oom_killed() {
     if !require_root() {

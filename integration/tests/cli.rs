@@ -60,6 +60,19 @@ fn features_json() {
         assert!(v["annotations"]
             .get("org.opencontainers.runc.version")
             .is_none());
+        // runtime-spec 1.3: the version and each field gpurun implements since 1.2.
+        assert_eq!(v["ociVersionMax"], "1.3.0");
+        assert!(env.gpurun(&["--version"]).stdout.contains("spec: 1.3.0"));
+        assert!(ns.contains(&"time"), "{ns:?}");
+        let opts = v["mountOptions"].as_array().expect("mountOptions");
+        for want in ["rro", "rnosuid", "rnoexec", "rnosymfollow", "nosymfollow"] {
+            assert!(opts.contains(&json!(want)), "{want} missing from {opts:?}");
+        }
+        assert_eq!(v["linux"]["netDevices"]["enabled"], true);
+        assert_eq!(v["linux"]["intelRdt"]["enabled"], true);
+        assert!(v["linux"]["memoryPolicy"]["modes"]
+            .as_array()
+            .is_some_and(|m| m.contains(&json!("MPOL_BIND"))));
     }
     env.assert_clean();
 }

@@ -261,3 +261,29 @@ fn exec_process_file_detached_with_pid_file() {
     assert!(gone.is_some(), "delete --force left the exec'd process");
     env.assert_clean();
 }
+
+/// `exec` without --process starts from the container's process as it was at create: a
+/// config.json edited afterwards does not change it (the spec: "Any updates to config.json
+/// after this step MUST NOT affect the container"). gpurun-only: runc 1.1.5 re-reads the
+/// bundle's config.json for an exec without --process.
+#[test]
+fn exec_uses_the_process_as_at_create() {
+    if !require_root() || !gpurun_only() {
+        return;
+    }
+    let env = Env::new("exec_process_as_at_create");
+    let id = env.running(|s| {
+        s["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("AT_CREATE=yes"));
+    });
+    env.config(|s| {
+        s["process"]["env"] = json!(["PATH=/bin", "AT_CREATE=edited"]);
+        s["process"]["cwd"] = json!("/tmp");
+    });
+    let out = env.gpurun(&["exec", &id, "sh", "-c", "echo $AT_CREATE $(pwd)"]);
+    assert_eq!(out.stdout, "yes /\n", "{}", out.describe());
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    env.assert_clean();
+}

@@ -27,7 +27,7 @@ if [ "$VM_SYSTEMD" = 1 ]; then
 	export VMRUN_SYSTEMD=1
 	VM_TESTS=${VM_TESTS:-systemd systemd_hosts systemd_engines}
 else
-	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update engines events exec faults gpu gpu_cdi gpu_docker gpu_procfs lifecycle mounts namespaces rootless update_flags update_resources userns}
+	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update engines events exec faults gpu gpu_cdi gpu_docker gpu_procfs hooks intel_rdt lifecycle mount_attrs mounts namespaces netdevices process_attrs rootless update_flags update_resources userns}
 fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)

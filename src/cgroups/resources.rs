@@ -21,9 +21,10 @@ pub fn effective(r: &LinuxResources) -> LinuxResources {
         m.set_limit(nonzero_i(m.limit()));
         m.set_reservation(nonzero_i(m.reservation()));
         m.set_swap(nonzero_i(m.swap()));
-        // Kernel memory limits are gone from the kernel (5.16) and ignored by runc.
+        // Kernel memory limits are gone from the kernel (5.16) and ignored by runc. kernelTCP
+        // (NOT RECOMMENDED by the spec) still exists on v1: applied where the file is (v1.rs).
         m.set_kernel(None);
-        m.set_kernel_tcp(None);
+        m.set_kernel_tcp(nonzero_i(m.kernel_tcp()));
     }
     if let Some(c) = r.cpu_mut() {
         c.set_shares(nonzero_u(c.shares()));

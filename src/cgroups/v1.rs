@@ -144,6 +144,11 @@ fn plan_memory(d: &Path, m: &LinuxMemory, w: &mut Vec<Write>) -> Result<()> {
     if let Some(s) = m.swappiness() {
         w.push(Write::new(d.join("memory.swappiness"), s.to_string()));
     }
+    // As crun: only where this kernel still has TCP buffer accounting; nothing to fail on.
+    let tcp = d.join("memory.kmem.tcp.limit_in_bytes");
+    if let Some(v) = m.kernel_tcp().filter(|_| tcp.exists()) {
+        w.push(Write::new(tcp, v.to_string()));
+    }
     if m.disable_oom_killer() == Some(true) {
         // oom_control reads as `oom_kill_disable N` lines but takes a bare N.
         let file = d.join("memory.oom_control");

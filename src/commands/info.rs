@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// The runtime-spec version gpurun implements.
-pub const SPEC_VERSION: &str = "1.2.0";
+pub const SPEC_VERSION: &str = "1.3.0";
 
 pub fn version_text() -> String {
     format!(
@@ -79,17 +79,26 @@ pub fn print_features() -> Result<i32> {
             "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
             "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared",
             "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
-            "tmpcopyup", "unbindable", "idmap", "ridmap"
+            "tmpcopyup", "unbindable", "idmap", "ridmap", "nosymfollow", "symfollow",
+            "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
+            "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rnoatime", "ratime",
+            "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow"
         ],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": capabilities(),
             "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": true, "rdma": false},
             "seccomp": crate::seccomp::features(),
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
-            "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": true}}
+            "intelRdt": {"enabled": true, "schemata": true, "monitoring": true},
+            "memoryPolicy": {
+                "modes": ["MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE",
+                          "MPOL_PREFERRED", "MPOL_PREFERRED_MANY", "MPOL_LOCAL"],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+            },
+            "mountExtensions": {"idmap": {"enabled": true}},
+            "netDevices": {"enabled": true}
         },
         "annotations": {
             "io.github.gpurun.version": env!("CARGO_PKG_VERSION")

@@ -35,14 +35,17 @@ pub fn run(root: &Path, args: &RunArgs, systemd_cgroup: bool) -> Result<i32> {
     // signalfd instead of killing us mid-way. The init restores its own mask before exec.
     let (forwarded, previous) = block_forwarded(args.detach)?;
     let created = create::create(root, id, &opts)?;
-    let started =
-        receive_tty(attach).and_then(|tty| container::start_dir(&created.dir).map(|()| tty));
-    let mut tty = match started {
+    let init = created.init;
+    let released = receive_tty(attach)
+        .and_then(|tty| container::release(&created.dir).map(|released| (tty, released)));
+    // Release the container's lock so `state`, `kill`, … work from here on.
+    drop(created.dir);
+    let mut tty = match released.and_then(|(tty, released)| released.finish().map(|()| tty)) {
         Ok(tty) => tty,
         Err(e) => {
-            created.init.kill_and_reap();
-            created.state.cgroup.remove();
-            let _ = created.dir.remove();
+            // As `delete --force` would: everything create made goes, poststop hooks run.
+            init.kill_and_reap();
+            let _ = container::delete(root, id, true);
             return Err(e);
         }
     };
@@ -50,9 +53,6 @@ pub fn run(root: &Path, args: &RunArgs, systemd_cgroup: bool) -> Result<i32> {
     if args.detach {
         return Ok(0);
     }
-    // Release the container's lock so `state`, `kill`, … work while we wait.
-    let init = created.init;
-    drop(created.dir);
 
     let status = wait_forwarding(&init, &forwarded, tty.as_mut());
     drop(tty); // the caller's terminal mode is restored before anything else is printed

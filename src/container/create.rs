@@ -53,6 +53,9 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     // would do the same work again: the env carries the request, the hook goes.
     crate::gpu::toolkit::take_hook(&mut bundle.spec);
     let gpu = crate::gpu::prepare(&mut bundle.spec)?;
+    if gpu.is_some() {
+        crate::spec::check_shared_mounts(&bundle.spec)?;
+    }
     let process = bundle
         .spec
         .process()
@@ -138,6 +141,14 @@ fn create_in(
         cgroup: cgroup.clone(),
         hooks: bundle.spec.hooks().clone(),
         seccomp: bundle.seccomp.clone(),
+        process: bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| serde_json::to_value(p).ok()),
+        personality: linux.and_then(|l| l.personality().clone()),
+        memory_policy: linux.and_then(|l| l.memory_policy().clone()),
+        resctrl: crate::intelrdt::plan(bundle.intel_rdt.as_ref(), &dir.id)?,
     };
     dir.save(&state)?;
     crate::fault::point("recorded");
@@ -150,9 +161,28 @@ fn create_in(
         state.cgroup = cgroup.clone();
         dir.save(&state)?;
     }
+    let mut resctrl = state.resctrl.clone();
+    let made = match (&bundle.intel_rdt, &mut resctrl) {
+        (Some(rdt), Some(group)) => crate::intelrdt::make(rdt, group),
+        _ => Ok(()),
+    };
+    // `make` drops from the record what someone else made meanwhile: not ours to remove.
+    let recorded = match resctrl != state.resctrl {
+        true => {
+            state.resctrl = resctrl.clone();
+            dir.save(&state)
+        }
+        false => Ok(()),
+    };
+    let undo = |_: &Error| {
+        cgroup.remove();
+        if let Some(group) = &resctrl {
+            crate::intelrdt::remove(group);
+        }
+    };
+    made.and(recorded).inspect_err(undo)?;
     crate::fault::point("cgroup-made");
-    run_init(dir, bundle, namespaces, &cgroup, seccomp, opts, gpu, state)
-        .inspect_err(|_| cgroup.remove())
+    run_init(dir, bundle, namespaces, &cgroup, seccomp, opts, gpu, state).inspect_err(undo)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -209,11 +239,29 @@ fn run_init(
     }
     crate::fault::point("pid-recorded");
     init.place(&plan)?;
+    let placed = match &state.resctrl {
+        Some(group) => crate::intelrdt::place(group, init.pid),
+        None => Ok(()),
+    };
+    let moved = match placed.and_then(|()| crate::netdev::move_into(&bundle.spec, init.pid)) {
+        Ok(moved) => moved,
+        Err(e) => {
+            init.kill_and_reap();
+            return Err(e);
+        }
+    };
     crate::fault::point("init-placed");
+    // A create that fails from here on gives the net devices back (netdev.rs says why); our
+    // netlink socket in the container's namespace keeps it alive after the init is gone.
+    let undo_moves = |e: Error| match moved.map(crate::netdev::MovedDevices::undo) {
+        Some(Err(undo)) => Error::Unsupported(format!("{e}; {undo}")),
+        _ => e,
+    };
     // prestart + createRuntime run here, in the runtime's namespaces, while the init waits
     // before pivot_root; the state JSON goes back for the hooks the init runs itself.
     let run_hooks = |pid: nix::unistd::Pid| {
-        let json = state.oci_json(Status::Creating);
+        // `created`: the spec's lifecycle runs these hooks after the create step (2).
+        let json = state.oci_json(Status::Created);
         for phase in [Phase::Prestart, Phase::CreateRuntime] {
             hooks::run_spec_hooks(phase, hooks, &json)?;
         }
@@ -221,8 +269,9 @@ fn run_init(
         crate::fault::point("hooks-done");
         Ok(String::from_utf8(json).expect("JSON is UTF-8"))
     };
-    init.wait_ready(run_hooks)
-        .map_err(|e| explain_init_death(e, bundle, cgroup))?;
+    if let Err(e) = init.wait_ready(run_hooks) {
+        return Err(undo_moves(explain_init_death(e, bundle, cgroup)));
+    }
     crate::fault::point("ready");
     // From here on the init is parked on the fifo; failures must still kill it.
     let finish = || -> Result<()> {
@@ -239,7 +288,7 @@ fn run_init(
         }
         Err(e) => {
             init.kill_and_reap();
-            Err(e)
+            Err(undo_moves(e))
         }
     }
 }

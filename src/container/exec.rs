@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::load;
 use crate::error::{Error, Result};
 use crate::process::{parent::Init, tenant};
-use crate::state::{self, Status};
+use crate::state::{self, State, Status};
 
 /// What to run: a process.json (as containerd writes it) or the container's own process with
 /// runc's overrides.
@@ -44,7 +44,9 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
         }
         _ => {}
     }
-    let process = build_process(&state.bundle, opts)?;
+    let process = build_process(&state, opts)?;
+    crate::process::attrs::validate_process(&process)
+        .map_err(|msg| Error::Unsupported(format!("exec: {msg}")))?;
     // The container's filter, compiled before anything is started.
     let seccomp = state
         .seccomp
@@ -62,14 +64,21 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
     };
     // Let other commands (state, kill) in while this one runs.
     drop(dir);
+    let extras = tenant::Extras {
+        console: console.as_ref(),
+        preserve_fds: opts.preserve_fds,
+        seccomp: seccomp.as_ref(),
+        personality: state.personality.as_ref(),
+        memory_policy: state.memory_policy.as_ref(),
+        shared_root: tenant::shared_root(state.pid)?,
+        resctrl: state.resctrl.as_ref(),
+    };
     let proc = tenant::spawn(
         state.pid,
         state.pid_start_time,
         &state.cgroup,
         &process,
-        console.as_ref(),
-        opts.preserve_fds,
-        seccomp.as_ref(),
+        &extras,
     )?;
     if let Some(pid_file) = &opts.pid_file {
         state::write_pid_file(pid_file, proc.pid.as_raw())?;
@@ -77,13 +86,35 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
     Ok(proc)
 }
 
-fn build_process(bundle: &Path, opts: &ExecOptions) -> Result<Process> {
+/// The container's `process` as at create; for a container made by a gpurun that did not
+/// record it, the bundle's config.json as it is now.
+fn container_process(state: &State) -> Option<Value> {
+    if let Some(p) = &state.process {
+        return Some(p.clone());
+    }
+    let config = state.bundle.join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(config).ok()?).ok()?;
+    Some(spec.get_mut("process")?.take())
+}
+
+fn build_process(state: &State, opts: &ExecOptions) -> Result<Process> {
     if let Some(file) = &opts.process_file {
         let text = std::fs::read(file).map_err(|e| Error::io("read", file, e))?;
-        let de = &mut serde_json::Deserializer::from_slice(&text);
-        return serde_path_to_error::deserialize(de).map_err(|e| {
+        let invalid = |e: String| {
             Error::Unsupported(format!("exec: invalid process {}: {e}", file.display()))
-        });
+        };
+        let mut p: Value = serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
+        // What process.json leaves out of these, the container's process gives (runc's
+        // newInitConfig takes them from the container's config).
+        if let (Some(own), Some(obj)) = (container_process(state), p.as_object_mut()) {
+            for key in ["ioPriority", "scheduler", "execCPUAffinity"] {
+                if let (false, Some(v)) = (obj.contains_key(key), own.get(key)) {
+                    obj.insert(key.into(), v.clone());
+                }
+            }
+        }
+        crate::process::attrs::fix_scheduler_flags(&mut p);
+        return serde_path_to_error::deserialize(p).map_err(|e| invalid(e.to_string()));
     }
     if opts.args.is_empty() {
         return Err(Error::Unsupported(
@@ -91,15 +122,10 @@ fn build_process(bundle: &Path, opts: &ExecOptions) -> Result<Process> {
         ));
     }
     // The container's own process is the base, as runc does it.
-    let config = bundle.join("config.json");
-    let spec: Value = std::fs::read(&config)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_else(|| json!({}));
-    let mut p = spec
-        .get("process")
-        .cloned()
+    let mut p = container_process(state)
+        .filter(|p| !p.is_null())
         .unwrap_or_else(|| json!({"cwd": "/", "user": {"uid": 0, "gid": 0}}));
+    crate::process::attrs::fix_scheduler_flags(&mut p);
     p["args"] = json!(opts.args);
     p["terminal"] = json!(opts.tty);
     if let Some(cwd) = &opts.cwd {

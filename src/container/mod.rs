@@ -24,14 +24,27 @@ pub fn load(root: &Path, id: &str) -> Result<(ContainerDir, State, Status)> {
     Ok((dir, state, status))
 }
 
-/// `start`: release the init parked on the exec fifo. The init holds the fifo open for
-/// reading, so a non-blocking open for writing succeeds exactly while it is alive and waiting.
+/// `start`: release the init parked on the exec fifo, then (without the container's lock, so
+/// `kill`, `state` and `delete` are not held up by slow startContainer hooks) wait for its
+/// execve and run the poststart hooks.
 pub fn start(root: &Path, id: &str) -> Result<()> {
-    start_dir(&ContainerDir::open(root, id)?)
+    let dir = ContainerDir::open(root, id)?;
+    let released = release(&dir)?;
+    drop(dir);
+    released.finish()
 }
 
-/// `start` on a container whose directory we already hold (locked).
-pub fn start_dir(dir: &ContainerDir) -> Result<()> {
+/// A container whose init has been woken: it runs the startContainer hooks, then execs.
+pub struct Released {
+    state: State,
+    /// Our write end of the exec fifo.
+    fifo: OwnedFd,
+}
+
+/// The first half of `start`, under the lock of `dir`: write the byte the init waits for.
+/// The init holds the fifo open for reading, so a non-blocking open for writing succeeds
+/// exactly while it is alive and waiting.
+pub fn release(dir: &ContainerDir) -> Result<Released> {
     let state = dir.load()?;
     match dir.status(&state) {
         Status::Created => {}
@@ -50,19 +63,67 @@ pub fn start_dir(dir: &ContainerDir) -> Result<()> {
     };
     nix::unistd::write(&fifo, &[0]).map_err(Error::sys_path("write", &path))?;
     std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
-    // poststart failures are warnings: the container is running either way.
-    warn_on_hook_error(hooks::run_spec_hooks(
-        Phase::Poststart,
-        state.hooks.as_ref(),
-        &state.oci_json(Status::Running),
-    ));
-    Ok(())
+    Ok(Released { state, fifo })
 }
 
-fn warn_on_hook_error(result: Result<()>) {
-    if let Err(e) = result {
-        crate::logging::warn(&e.to_string());
+impl Released {
+    /// The second half of `start`: once the init has exec'd the user's program (lifecycle
+    /// step 8), the poststart hooks (step 9). A startContainer hook or the execve that failed
+    /// is start's error (step 7; the init has exited: the container is stopped).
+    pub fn finish(self) -> Result<()> {
+        let state = &self.state;
+        wait_for_exec(&self.fifo);
+        if let Some(msg) = init_failure(&self.fifo) {
+            return Err(Error::Init(msg));
+        }
+        // runtime-spec 1.3, step 9: a failing poststart hook is an error, the container is
+        // stopped, and `delete` goes on from there (poststop hooks included).
+        if let Err(e) = hooks::run_spec_hooks(
+            Phase::Poststart,
+            state.hooks.as_ref(),
+            &state.oci_json(Status::Running),
+        ) {
+            if let Some(pidfd) = init_pidfd(state) {
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                parent::wait_pidfd(&pidfd, 10_000);
+            }
+            return Err(e);
+        }
+        Ok(())
     }
+}
+
+/// Until the init has exec'd the user's program: its copy of the exec fifo is close-on-exec
+/// and the only reader, so our write end reports POLLERR once that copy is gone — at the
+/// execve, or when the init exits before it. startContainer hooks run in between; their
+/// timeouts bound the wait.
+fn wait_for_exec(fifo: &OwnedFd) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        // No events asked: only POLLERR/POLLHUP, which poll always reports, wake us.
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Ok(_) | Err(_) => return,
+        }
+    }
+}
+
+/// What an init that failed after `start` woke it wrote into the exec fifo (`E` + its error,
+/// see `process::init::run`): still in the pipe, which our write end keeps alive.
+fn init_failure(fifo: &OwnedFd) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let reader = open(
+        path.as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = nix::unistd::read(&reader, &mut buf).ok()?;
+    let text = buf[..n].strip_prefix(b"E")?;
+    Some(String::from_utf8_lossy(text).into_owned())
 }
 
 /// A pidfd for the container's init, or `None` if it is gone. Opening the pidfd first and
@@ -148,13 +209,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     wait_for_exit(id, &state)?;
     crate::fault::point("delete-killed");
     state.cgroup.remove();
+    if let Some(group) = &state.resctrl {
+        crate::intelrdt::remove(group);
+    }
     crate::fault::point("delete-cgroup");
-    // poststop failures are warnings: the container is gone either way.
-    warn_on_hook_error(hooks::run_spec_hooks(
-        Phase::Poststop,
-        state.hooks.as_ref(),
-        &state.oci_json(Status::Stopped),
-    ));
+    // poststop failures are warnings: the container is gone either way, and every hook runs.
+    for e in hooks::run_poststop_hooks(state.hooks.as_ref(), &state.oci_json(Status::Stopped)) {
+        crate::logging::warn(&e.to_string());
+    }
     dir.remove()
 }
 

@@ -28,8 +28,12 @@ pub fn run(plan: &CreatePlan, chan: Channel, in_cgroup: bool) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    // After `Detached` nobody listens on the channel any more (a startContainer hook or the
-    // exec itself failed): the container's stderr is the only place left to say why.
+    // After `start` woke us (a startContainer hook or the execve failed), `start` waits for
+    // our copy of the exec fifo to close and reads the error from it
+    // (container::init_failure); earlier, the byte is harmless: create fails and removes all.
+    let _ = nix::unistd::write(&plan.exec_fifo, format!("E{err}").as_bytes());
+    // After `Detached` nobody may listen on the channel any more: then the container's stderr
+    // says why as well.
     if chan.send(&Msg::Error(err.to_string())).is_err() {
         eprintln!("gpurun: error: {err}");
     }
@@ -76,11 +80,17 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     if !userns && !plan.cgroup.placed_by_parent() {
         plan.cgroup.join_self(in_cgroup)?;
     }
+    // Not gpurun's own CPU pinning (`taskset gpurun run …`): every CPU the cpuset allows, as
+    // runc resets it; best effort.
+    let _ = sys::sched::sched_setaffinity(0, &sys::sched::Mask::full(super::attrs::MAX_ID));
     if plan.namespaces.new.contains(CloneFlags::CLONE_NEWCGROUP) {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(Error::sys("unshare(CLONE_NEWCGROUP)"))?;
     }
     plan.namespaces.join_all()?;
+    if plan.namespaces.new_time {
+        crate::namespaces::enter_new_time_ns(&crate::namespaces::time_offsets(spec))?;
+    }
     if plan.namespaces.new.contains(CloneFlags::CLONE_NEWNET) {
         sys::loopback_up().map_err(Error::sys("bring up lo (SIOCSIFFLAGS)"))?;
     }
@@ -88,12 +98,20 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         join_keyring(plan.id)?;
     }
     set_hostname(plan)?;
+    // Through the runtime's /proc: a container without a mount namespace has none after its
+    // chroot.
+    set_oom_score_adj(process)?;
     // The container's own cgroup dirs are bound where a fresh cgroup mount would show the host
     // hierarchy (no cgroup namespace) or is not allowed (v1 in a user namespace).
     let bind_cgroups = !plan.namespaces.has(CloneFlags::CLONE_NEWCGROUP)
         || (userns && !rootfs::cgroupfs::is_unified_host());
     let cgroup = bind_cgroups.then_some(plan.cgroup);
-    rootfs::prepare(plan.bundle, cgroup, userns, &plan.idmapped)?;
+    // Without a mount namespace of its own the container shares the runtime's: nothing is
+    // mounted (spec::check_shared_mounts), the root switch is a chroot.
+    let own_mounts = plan.namespaces.has(CloneFlags::CLONE_NEWNS);
+    if own_mounts {
+        rootfs::prepare(plan.bundle, cgroup, userns, &plan.idmapped)?;
+    }
     if let Some(edits) = plan.gpu {
         // Built-in createContainer hook: the driver files are mounted, the root not yet pivoted.
         let hook = crate::gpu::ldcache::ContainerHook {
@@ -119,12 +137,15 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     } else {
         String::new()
     };
-    if plan.no_pivot {
+    if !own_mounts {
+        rootfs::enter_shared(plan.bundle)?;
+    } else if plan.no_pivot {
         rootfs::pivot::move_root(&plan.bundle.rootfs)?;
+        rootfs::finish(plan.bundle)?;
     } else {
         rootfs::pivot::pivot(&plan.bundle.rootfs)?;
+        rootfs::finish(plan.bundle)?;
     }
-    rootfs::finish(plan.bundle)?;
     // The pty comes from the container's own devpts, so only after the mounts (runc's order).
     match &plan.console {
         Some(socket) => crate::console::setup(socket, true)?,
@@ -132,7 +153,6 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     }
 
     set_rlimits(process)?;
-    set_oom_score_adj(process)?;
     // cwd while still root, so a directory only root can enter still works (runc does the same).
     enter_cwd(process.cwd())?;
     let mut env = environment(process);
@@ -143,6 +163,12 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     if process.no_new_privileges() == Some(true) {
         prctl::set_no_new_privs().map_err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
+    let linux = spec.linux().as_ref();
+    super::attrs::apply(
+        process,
+        linux.and_then(|l| l.personality().as_ref()),
+        linux.and_then(|l| l.memory_policy().as_ref()),
+    )?;
     switch_user(process, needs_admin_for_seccomp(process, plan.seccomp))?;
     // Changing credentials clears the death signal: re-arm it until `Persisted` (sync.rs 3).
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
@@ -154,12 +180,9 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     prctl::set_pdeathsig(None).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
     chan.send(&Msg::Detached)?;
     wait_for_start(&plan.exec_fifo)?;
+    // The state still says `created`: the user's program has not run yet (runc says so too).
     if !Phase::StartContainer.of(hooks).is_empty() {
-        run_spec_hooks(
-            Phase::StartContainer,
-            hooks,
-            &with_status(&state, "running"),
-        )?;
+        crate::hooks::run_start_container_hooks(hooks, state.as_bytes(), &env)?;
     }
 
     Err(exec(&exe, args, &env, plan.preserve_fds, plan.seccomp))
@@ -210,11 +233,4 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
             Err(e) => return Err(Error::sys("read exec fifo")(e)),
         }
     }
-}
-
-/// The state JSON the parent sent, with `status` updated.
-fn with_status(state: &str, status: &str) -> Vec<u8> {
-    let mut v: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
-    v["status"] = status.into();
-    serde_json::to_vec(&v).unwrap_or_default()
 }

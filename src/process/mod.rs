@@ -2,6 +2,7 @@
 //! ([`init`]), the steps it shares with an `exec`'d process ([`setup`], [`tenant`]) and the
 //! protocol between them ([`sync`]).
 
+pub mod attrs;
 pub mod init;
 pub mod parent;
 pub mod pidinfo;

@@ -10,8 +10,10 @@ use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::prctl;
 use nix::sys::stat::{fstat, Mode};
-use oci_spec::runtime::Process;
+use nix::unistd::{chroot, fchdir};
+use oci_spec::runtime::{LinuxMemoryPolicy, LinuxPersonality, Process};
 
+use super::attrs;
 use super::parent::Init;
 use super::setup::{
     enter_cwd, environment, exec, lookup_path, needs_admin_for_seccomp, set_rlimits, switch_user,
@@ -20,18 +22,22 @@ use super::sync::{self, Msg};
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 use crate::namespaces::{clone_in_pid_ns, Join};
+use crate::sys::sched::{self, Mask};
 use crate::sys::{self, Forked};
 
 /// The namespaces to enter, in the order runc's nsexec enters them (mount late: it changes
 /// our root to the container's), and the user namespace last: until then we act with our
 /// host privileges, which every other namespace of the container is subject to.
-const NAMESPACES: [(&str, CloneFlags); 7] = [
+const NAMESPACES: [(&str, CloneFlags); 8] = [
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
     ("pid", CloneFlags::CLONE_NEWPID),
     ("mnt", CloneFlags::CLONE_NEWNS),
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    // A time namespace is entered like the others (setns works on a single-threaded
+    // process); /proc/PID/ns/time is the one the init runs in.
+    ("time", crate::namespaces::CLONE_NEWTIME),
     ("user", CloneFlags::CLONE_NEWUSER),
 ];
 
@@ -40,8 +46,12 @@ fn open_namespaces(init: i32) -> Result<Vec<Join>> {
     let mut joins = Vec::new();
     for (name, flag) in NAMESPACES {
         let path = PathBuf::from(format!("/proc/{init}/ns/{name}"));
-        let fd = open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(Error::sys_path("open", &path))?;
+        let fd = match open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            // A kernel without time namespaces (before 5.6) has no ns/time.
+            Err(nix::errno::Errno::ENOENT) if flag == crate::namespaces::CLONE_NEWTIME => continue,
+            Err(e) => return Err(Error::sys_path("open", &path)(e)),
+        };
         let own = open(
             format!("/proc/self/ns/{name}").as_str(),
             OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -57,15 +67,53 @@ fn open_namespaces(init: i32) -> Result<Vec<Join>> {
     Ok(joins)
 }
 
+/// What the exec'd process gets from the container besides its `Process`.
+pub struct Extras<'a> {
+    pub console: Option<&'a std::os::fd::OwnedFd>,
+    pub preserve_fds: i32,
+    pub seccomp: Option<&'a crate::seccomp::Program>,
+    /// `linux.personality` and `linux.memoryPolicy` as at create (runc applies them too).
+    pub personality: Option<&'a LinuxPersonality>,
+    pub memory_policy: Option<&'a LinuxMemoryPolicy>,
+    /// The init's root (`/proc/PID/root`) when its mount namespace is ours: see
+    /// [`shared_root`].
+    pub shared_root: Option<std::os::fd::OwnedFd>,
+    /// The container's resctrl group (`linux.intelRdt`): exec'd processes join it too (runc).
+    pub resctrl: Option<&'a crate::intelrdt::Group>,
+}
+
+/// The init's root directory, opened, if the container shares our mount namespace (no `mount`
+/// namespace in its spec: its root is a chroot, which setns cannot give an exec'd process).
+pub fn shared_root(init_pid: i32) -> Result<Option<std::os::fd::OwnedFd>> {
+    let ns = |pid: &str| {
+        std::fs::metadata(format!("/proc/{pid}/ns/mnt")).map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.ino()
+        })
+    };
+    let init = init_pid.to_string();
+    match (ns(&init), ns("self")) {
+        (Ok(a), Ok(b)) if a == b => {
+            let path = format!("/proc/{init}/root");
+            open(
+                path.as_str(),
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map(Some)
+            .map_err(Error::sys_path("open", path.as_str()))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Start `process` in the container whose init is `init_pid`; returns once it has exec'd.
 pub fn spawn(
     init_pid: i32,
     init_start_time: u64,
     cgroup: &Cgroup,
     process: &Process,
-    console: Option<&std::os::fd::OwnedFd>,
-    preserve_fds: i32,
-    seccomp: Option<&crate::seccomp::Program>,
+    extras: &Extras<'_>,
 ) -> Result<Init> {
     let mut joins = open_namespaces(init_pid)?;
     // Checked after the opens: if the init is still the process we recorded, the namespace
@@ -94,7 +142,10 @@ pub fn spawn(
     let (parent_end, child_end) = sync::channel()?;
     let cgroup_dir = cgroup.clone_into_fd()?;
     let forked = clone_in_pid_ns(pid_ns.as_ref(), || {
-        sys::clone_fork(0, cgroup_dir.as_ref().map(|fd| fd.as_fd())).map_err(Error::sys("clone3"))
+        with_initial_affinity(process, || {
+            sys::clone_fork(0, cgroup_dir.as_ref().map(|fd| fd.as_fd()))
+                .map_err(Error::sys("clone3"))
+        })
     })?;
     match forked {
         Forked::Child { in_cgroup } => {
@@ -108,15 +159,7 @@ pub fn spawn(
             {
                 sys::exit_now(1);
             }
-            let err = match child(
-                &joins,
-                cgroup,
-                in_cgroup,
-                process,
-                console,
-                preserve_fds,
-                seccomp,
-            ) {
+            let err = match child(&joins, cgroup, in_cgroup, process, extras) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -144,10 +187,14 @@ fn child(
     cgroup: &Cgroup,
     in_cgroup: bool,
     process: &Process,
-    console: Option<&std::os::fd::OwnedFd>,
-    preserve_fds: i32,
-    seccomp: Option<&crate::seccomp::Program>,
+    extras: &Extras<'_>,
 ) -> Result<std::convert::Infallible> {
+    let Extras {
+        console,
+        preserve_fds,
+        seccomp,
+        ..
+    } = *extras;
     // First of all: nobody in the container may open our /proc/PID/exe — the host's gpurun
     // binary (CVE-2019-5736). A non-dumpable process' /proc entries are root-owned and closed
     // to ptrace-style access; execve of the user's binary resets it.
@@ -156,8 +203,18 @@ fn child(
         .thread_set_mask()
         .map_err(Error::sys("sigprocmask"))?;
     cgroup.join_self(in_cgroup)?;
+    // While the host's resctrl mount is still in reach (before setns into the mount namespace).
+    if let Some(group) = extras.resctrl {
+        crate::intelrdt::place(group, nix::unistd::getpid())?;
+    }
+    set_final_affinity(process)?;
     for j in joins {
         setns(j.fd.as_fd(), j.flag).map_err(Error::sys_path("setns", &j.path))?;
+    }
+    // A container that shares our mount namespace has a chroot for its root: take it too.
+    if let Some(root) = &extras.shared_root {
+        fchdir(root).map_err(Error::sys("fchdir to the init's root"))?;
+        chroot(".").map_err(Error::sys("chroot to the init's root"))?;
     }
     // After setns(mnt): the pty comes from the container's devpts.
     match console {
@@ -175,9 +232,60 @@ fn child(
     if process.no_new_privileges() == Some(true) {
         prctl::set_no_new_privs().map_err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
+    attrs::apply(process, extras.personality, extras.memory_policy)?;
     switch_user(process, needs_admin_for_seccomp(process, seccomp))?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
     // (Changing credentials may have cleared it already.)
     prctl::set_pdeathsig(None).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
     Err(exec(&exe, args, &env, preserve_fds, seccomp))
+}
+
+/// Run `clone` (in `exec`, single-threaded) with our CPU affinity set to `initial`, so the
+/// child has it from its first instruction, before it joins the container's cgroup (runc sets
+/// it on the thread that forks, too); ours is restored after, in the parent only.
+fn with_initial_affinity(
+    process: &Process,
+    clone: impl FnOnce() -> Result<Forked>,
+) -> Result<Forked> {
+    let initial = match process.exec_cpu_affinity().as_ref().map(attrs::affinity) {
+        Some(Ok((Some(initial), _))) => initial,
+        Some(Err(msg)) => return Err(Error::Unsupported(msg)),
+        _ => return clone(),
+    };
+    let ours =
+        sched::sched_getaffinity(0, attrs::MAX_ID).map_err(Error::sys("sched_getaffinity"))?;
+    sched::sched_setaffinity(0, &initial).map_err(|errno| {
+        Error::Unsupported(format!(
+            "error setting initial CPU affinity: sched_setaffinity: {errno}"
+        ))
+    })?;
+    let forked = clone();
+    if !matches!(forked, Ok(Forked::Child { .. })) {
+        // Failing leaves only `exec` itself, which just waits now, on `initial`.
+        let _ = sched::sched_setaffinity(0, &ours);
+    }
+    forked
+}
+
+/// In the exec'd process right after it joined the container's cgroup: `final` if given;
+/// with neither `initial` nor `final`, every CPU (the kernel keeps it within the cpuset), so
+/// it does not inherit `exec`'s own pinning (runc's setFinalCPUAffinity/tryResetCPUAffinity).
+fn set_final_affinity(process: &Process) -> Result<()> {
+    let (initial, last) = match process.exec_cpu_affinity() {
+        Some(a) => attrs::affinity(a).map_err(Error::Unsupported)?,
+        None => (None, None),
+    };
+    match (initial, last) {
+        (_, Some(last)) => sched::sched_setaffinity(0, &last).map_err(|errno| {
+            Error::Unsupported(format!(
+                "error setting final CPU affinity: sched_setaffinity: {errno}"
+            ))
+        }),
+        // Best effort, as runc (which only warns).
+        (None, None) => {
+            let _ = sched::sched_setaffinity(0, &Mask::full(attrs::MAX_ID));
+            Ok(())
+        }
+        (Some(_), None) => Ok(()),
+    }
 }

@@ -7,6 +7,7 @@ pub mod cgroupfs;
 pub mod devices;
 pub mod idmap;
 pub mod mounts;
+pub mod options;
 pub mod paths;
 pub mod pivot;
 pub mod propagation;
@@ -93,6 +94,21 @@ pub fn prepare(
     let rel = resolve::resolve(rootfs, &cwd)?;
     resolve::mkdir_all_in_root(&rootfd, &rel, 0o755)?;
     Ok(())
+}
+
+/// A container that shares the runtime's mount namespace gets no mounts, devices or path
+/// masking (`spec::check_shared_mounts` refused them): only its sysctls, written while the
+/// host's /proc is still reachable, then a chroot into the rootfs.
+pub fn enter_shared(bundle: &Bundle) -> Result<()> {
+    let linux = bundle.spec.linux().as_ref();
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        paths::set_sysctl(key, value)?;
+    }
+    pivot::chroot_into(&bundle.rootfs)
 }
 
 /// The steps after the root switch: masked and read-only paths, sysctls, a read-only `/`,

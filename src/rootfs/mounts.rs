@@ -1,97 +1,19 @@
 //! One OCI `mounts[]` entry → mount(2) calls on a destination resolved inside the rootfs.
 
-use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 use oci_spec::runtime::Mount;
 
-use super::resolve::{ensure_in_root, fd_path, resolve, show};
+use super::resolve::{ensure_in_root, fd_path, mkdir_all_in_root, open_in_root, resolve, show};
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
 
-/// Mount flags, propagation flags and fs-specific data parsed from `options`.
-#[derive(Debug, PartialEq)]
-pub struct MountOptions {
-    pub flags: MsFlags,
-    pub propagation: Vec<MsFlags>,
-    pub data: Vec<String>,
-    /// `bind` or `rbind` was given.
-    pub bind: bool,
-    /// `rbind`: the bind covers submounts too.
-    pub recursive: bool,
-}
-
-pub fn propagation_flag(name: &str) -> Option<MsFlags> {
-    Some(match name {
-        "private" => MsFlags::MS_PRIVATE,
-        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        "shared" => MsFlags::MS_SHARED,
-        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        "slave" => MsFlags::MS_SLAVE,
-        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        "unbindable" => MsFlags::MS_UNBINDABLE,
-        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        _ => return None,
-    })
-}
-
-pub fn parse_options(options: &[String]) -> MountOptions {
-    let mut o = MountOptions {
-        flags: MsFlags::empty(),
-        propagation: Vec::new(),
-        data: Vec::new(),
-        bind: false,
-        recursive: false,
-    };
-    for opt in options {
-        let (set, clear) = match opt.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "bind" => {
-                o.bind = true;
-                continue;
-            }
-            "rbind" => {
-                o.bind = true;
-                o.recursive = true;
-                continue;
-            }
-            // Runtime-level or engine-level options with no mount(2) meaning.
-            "tmpcopyup" | "defaults" | "remount" | "idmap" | "ridmap" => continue,
-            other => {
-                if let Some(p) = propagation_flag(other) {
-                    o.propagation.push(p);
-                } else if !other.starts_with("x-") {
-                    o.data.push(other.to_string());
-                }
-                continue;
-            }
-        };
-        o.flags.insert(set);
-        o.flags.remove(clear);
-    }
-    o
-}
+pub use super::options::{parse_options, propagation_flag, MountOptions, RecAttr};
 
 /// Mount one spec entry under `rootfs` (host path, before pivot_root).
 pub fn mount_entry(
@@ -100,10 +22,9 @@ pub fn mount_entry(
     bundle: &Path,
     m: &Mount,
     own_cgroup: Option<&Cgroup>,
-    idmapped: Option<&std::os::fd::OwnedFd>,
+    idmapped: Option<&OwnedFd>,
 ) -> Result<()> {
     let dest = m.destination().to_string_lossy().into_owned();
-    let rel = resolve(rootfs, &dest)?;
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let typ = m
         .typ()
@@ -111,8 +32,15 @@ pub fn mount_entry(
         .unwrap_or(if opts.bind { "bind" } else { "" });
     let is_bind = opts.bind || typ == "bind";
 
+    let (rel, checked) = if typ == "proc" || typ == "sysfs" {
+        let (rel, fd) = ordinary_dir(rootfd.as_fd(), rootfs, &dest, typ)?;
+        (rel, Some(fd))
+    } else {
+        (resolve(rootfs, &dest)?, None)
+    };
     if typ == "cgroup" || typ == "cgroup2" {
-        return super::cgroupfs::mount_cgroupfs(rootfd.as_fd(), &rel, &opts, own_cgroup);
+        super::cgroupfs::mount_cgroupfs(rootfd.as_fd(), &rel, &opts, own_cgroup)?;
+        return set_rec_attr(rootfd.as_fd(), &rel, &opts.rec);
     }
 
     let source: Option<PathBuf> =
@@ -125,7 +53,10 @@ pub fn mount_entry(
             .is_dir(),
         _ => true,
     };
-    let target = ensure_in_root(&rootfd, &rel, !source_is_dir)?;
+    let target = match checked {
+        Some(fd) => fd,
+        None => ensure_in_root(&rootfd, &rel, !source_is_dir)?,
+    };
     let target_path = fd_path(&target);
     let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
     let fail = |e| Error::SysPath {
@@ -151,13 +82,13 @@ pub fn mount_entry(
         // Flags such as ro/nosuid only take effect on a bind mount through a remount of the new
         // mount (reopen the target: the fd above still points at the covered inode).
         if !opts.flags.is_empty() {
-            let covered = super::resolve::open_in_root(&rootfd, &rel, nix::fcntl::OFlag::O_PATH)?;
+            let covered = open_in_root(&rootfd, &rel, OFlag::O_PATH)?;
             let path = fd_path(&covered);
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.flags;
             let remount = |flags| mount(None::<&str>, &path, None::<&str>, flags, None::<&str>);
             // EPERM: the source's flags are locked (in a user namespace); repeat them (runc too).
             match remount(flags) {
-                Err(nix::errno::Errno::EPERM) => {
+                Err(Errno::EPERM) => {
                     remount(flags | super::paths::kept_flags(&path).map_err(fail)?)
                 }
                 other => other,
@@ -174,7 +105,7 @@ pub fn mount_entry(
         ) {
             // A user namespace without a network namespace of its own may not mount sysfs:
             // the host's /sys, bound recursively, is what runc gives it then.
-            Err(nix::errno::Errno::EPERM) if typ == "sysfs" => {
+            Err(Errno::EPERM) if typ == "sysfs" => {
                 mount(
                     Some("/sys"),
                     &target_path,
@@ -183,7 +114,7 @@ pub fn mount_entry(
                     None::<&str>,
                 )
                 .map_err(fail)?;
-                let bound = super::resolve::open_in_root(&rootfd, &rel, nix::fcntl::OFlag::O_PATH)?;
+                let bound = open_in_root(&rootfd, &rel, OFlag::O_PATH)?;
                 let path = fd_path(&bound);
                 let kept = super::paths::kept_flags(&path).map_err(fail)?;
                 let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | opts.flags | kept;
@@ -193,7 +124,7 @@ pub fn mount_entry(
         }
     }
     if !opts.propagation.is_empty() {
-        let mounted = super::resolve::open_in_root(&rootfd, &rel, nix::fcntl::OFlag::O_PATH)?;
+        let mounted = open_in_root(&rootfd, &rel, OFlag::O_PATH)?;
         for p in &opts.propagation {
             mount(
                 None::<&str>,
@@ -205,27 +136,106 @@ pub fn mount_entry(
             .map_err(fail)?;
         }
     }
-    Ok(())
+    set_rec_attr(rootfd.as_fd(), &rel, &opts.rec)
+}
+
+/// Apply the recursive options (`rro`, `rnosuid`, …) to the mount now at `rel` and every mount
+/// below it, as runc 1.2+ does. A plain `ro` on an `rbind` leaves the submounts writable.
+fn set_rec_attr(rootfd: BorrowedFd<'_>, rel: &Path, rec: &RecAttr) -> Result<()> {
+    if rec.names.is_empty() {
+        return Ok(());
+    }
+    let mounted = open_in_root(rootfd, rel, OFlag::O_PATH)?;
+    crate::sys::mount_setattr(mounted.as_fd(), true, rec.set, rec.clr).map_err(|errno| {
+        let names = rec.names.join(",");
+        match errno {
+            Errno::ENOSYS => Error::Unsupported(format!(
+                "mount option {names} on {}: this kernel has no mount_setattr(2) (Linux 5.12+)",
+                show(rel)
+            )),
+            errno => Error::SysPath {
+                syscall: "mount_setattr",
+                path: format!("{} ({names})", show(rel)).into(),
+                errno,
+            },
+        }
+    })
+}
+
+/// proc and sysfs go on an ordinary directory only: with a symlink there (`/proc -> /x`) they
+/// would land wherever it points (CVE-2019-19921). runc's check and wording. The parent
+/// resolves as any destination's does; the last component is created if missing and opened
+/// without following it, so a symlink swapped in later is refused too.
+fn ordinary_dir(
+    rootfd: BorrowedFd<'_>,
+    rootfs: &Path,
+    dest: &str,
+    typ: &str,
+) -> Result<(PathBuf, OwnedFd)> {
+    let path = Path::new(dest);
+    let (Some(parent), Some(Component::Normal(leaf))) =
+        (path.parent(), path.components().next_back())
+    else {
+        // `/` or a path ending in `..`: no last component of its own to check.
+        let rel = resolve(rootfs, dest)?;
+        let fd = ensure_in_root(rootfd, &rel, false)?;
+        return Ok((rel, fd));
+    };
+    let parent_rel = resolve(rootfs, &parent.to_string_lossy())?;
+    let rel = parent_rel.join(leaf);
+    let dir = mkdir_all_in_root(rootfd, &parent_rel, 0o755)?;
+    let refuse = || {
+        Error::Unsupported(format!(
+            "filesystem {typ:?} must be mounted on ordinary directory"
+        ))
+    };
+    match fstatat(&dir, leaf, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR => {
+            return Err(refuse())
+        }
+        Ok(_) => {}
+        Err(Errno::ENOENT) => match mkdirat(&dir, leaf, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(Error::sys_path("mkdir", show(&rel))(e)),
+        },
+        Err(e) => return Err(Error::sys_path("stat", show(&rel))(e)),
+    }
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match openat(&dir, leaf, flags, Mode::empty()) {
+        Ok(fd) => Ok((rel, fd)),
+        Err(Errno::ENOTDIR | Errno::ELOOP) => Err(refuse()),
+        Err(e) => Err(Error::sys_path("open", show(&rel))(e)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn opts(o: &[&str]) -> MountOptions {
-        parse_options(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    }
+    use std::os::unix::fs::symlink;
 
     #[test]
-    fn options() {
-        let o = opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
-        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
-        assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
-        let o = opts(&["rbind", "ro", "rw", "rprivate", "x-gvfs-hide"]);
-        assert!(o.bind && o.recursive);
-        assert_eq!(o.flags, MsFlags::empty());
-        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
-        assert!(o.data.is_empty());
-        assert_eq!(propagation_flag("bogus"), None);
+    fn proc_and_sysfs_need_an_ordinary_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("tmp")).unwrap();
+        std::fs::create_dir_all(r.join("usr/lib")).unwrap();
+        symlink("/tmp", r.join("proc")).unwrap();
+        symlink("tmp", r.join("sys")).unwrap();
+        symlink("usr", r.join("u")).unwrap();
+        std::fs::write(r.join("file"), "").unwrap();
+        let root = nix::fcntl::open(r, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let check = |dest| ordinary_dir(root.as_fd(), r, dest, "proc").map(|(rel, _)| rel);
+        for dest in ["/proc", "/sys/", "sys/.", "/file", "/u/../proc"] {
+            let err = check(dest).unwrap_err().to_string();
+            assert_eq!(
+                err, "filesystem \"proc\" must be mounted on ordinary directory",
+                "{dest}"
+            );
+        }
+        // Links above the last component resolve inside the rootfs; missing ones are made.
+        assert_eq!(check("/u/lib").unwrap(), PathBuf::from("usr/lib"));
+        assert_eq!(check("/u/new/proc").unwrap(), PathBuf::from("usr/new/proc"));
+        assert!(r.join("usr/new/proc").is_dir());
+        assert_eq!(check("/").unwrap(), PathBuf::new());
     }
 }

@@ -48,3 +48,12 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
     chroot(".").map_err(Error::sys_path("chroot", rootfs))?;
     chdir("/").map_err(Error::sys_path("chdir", "/"))
 }
+
+/// A container without a mount namespace of its own: chroot into the rootfs, nothing mounted
+/// (a mount would land in the runtime's namespace, the host's). Only as strong as a chroot:
+/// the host's mounts stay reachable to a process that escapes it.
+pub fn chroot_into(rootfs: &Path) -> Result<()> {
+    chdir(rootfs).map_err(Error::sys_path("chdir", rootfs))?;
+    chroot(".").map_err(Error::sys_path("chroot", rootfs))?;
+    chdir("/").map_err(Error::sys_path("chdir", "/"))
+}

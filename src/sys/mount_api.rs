@@ -1,4 +1,5 @@
-//! The new mount API (open_tree, mount_setattr, move_mount) for idmapped mounts.
+//! The new mount API (open_tree, mount_setattr, move_mount): idmapped mounts and recursive
+//! mount attributes.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -41,6 +42,28 @@ pub fn mount_setattr_idmap(
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
     };
+    setattr(mnt, recursive, &attr)
+}
+
+/// `mount_setattr(2)` of plain attributes (`MOUNT_ATTR_RDONLY`, …, the atime field) on the
+/// mount `mnt` is the root of (an O_PATH fd of it), and with `recursive` on every submount.
+/// Propagation is left alone.
+pub fn mount_setattr(
+    mnt: BorrowedFd<'_>,
+    recursive: bool,
+    attr_set: u64,
+    attr_clr: u64,
+) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set,
+        attr_clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    setattr(mnt, recursive, &attr)
+}
+
+fn setattr(mnt: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> Result<(), Errno> {
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -53,7 +76,7 @@ pub fn mount_setattr_idmap(
             mnt.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };

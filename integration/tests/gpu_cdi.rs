@@ -140,7 +140,8 @@ fn gpu_cdi_annotations_apply_every_edit() {
     );
     assert!(lines[3].contains("4242"), "{}", out.describe());
     let state: Value = serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).unwrap();
-    assert_eq!(state["status"], "creating");
+    // The runtime-spec lifecycle: hooks before the user's program see `created`.
+    assert_eq!(state["status"], "created");
 
     // Unknown device, and a spec with an unknown field: create fails naming it, nothing left.
     env.config(annotate("nvidia.com/gpu=9"));

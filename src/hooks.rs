@@ -198,26 +198,27 @@ pub(crate) fn wait_with_timeout(
     }
 }
 
-/// Run `hooks` in order; the first failure stops the phase with runc's wording.
+/// Run hook number `i` of `phase`; a failure in runc's wording.
+fn run_one(phase: Phase, i: usize, hook: &dyn Hook, state_json: &[u8]) -> Result<()> {
+    hook.run(state_json)
+        .map_err(|e| Error::Hook(format!("error running {} hook #{i}: {e}", phase.name())))
+}
+
+/// Run `hooks` in order; the first failure stops the phase.
 pub fn run_phase(phase: Phase, hooks: &[&dyn Hook], state_json: &[u8]) -> Result<()> {
     for (i, hook) in hooks.iter().enumerate() {
-        hook.run(state_json)
-            .map_err(|e| Error::Hook(format!("error running {} hook #{i}: {e}", phase.name())))?;
+        run_one(phase, i, *hook, state_json)?;
     }
     Ok(())
 }
 
 /// Run every hook of a phase whose failures are warnings (poststop): a failing hook does not
-/// keep the others from running. Returns the failures, worded as [`run_phase`] words them.
+/// keep the others from running. Returns the failures.
 pub fn run_phase_all(phase: Phase, hooks: &[&dyn Hook], state_json: &[u8]) -> Vec<Error> {
     hooks
         .iter()
         .enumerate()
-        .filter_map(|(i, hook)| {
-            hook.run(state_json)
-                .err()
-                .map(|e| Error::Hook(format!("error running {} hook #{i}: {e}", phase.name())))
-        })
+        .filter_map(|(i, hook)| run_one(phase, i, *hook, state_json).err())
         .collect()
 }
 
@@ -234,15 +235,25 @@ pub fn command_hooks<'a>(
         .collect()
 }
 
+/// `run` with the spec's hooks of `phase` as `&dyn Hook`s.
+fn with_spec_hooks<R>(
+    phase: Phase,
+    hooks: Option<&oci_spec::runtime::Hooks>,
+    default_env: Option<&[String]>,
+    run: impl FnOnce(&[&dyn Hook]) -> R,
+) -> R {
+    let list = command_hooks(phase, hooks, default_env);
+    let dyns: Vec<&dyn Hook> = list.iter().map(|h| h as &dyn Hook).collect();
+    run(&dyns)
+}
+
 /// Run the spec's hooks of `phase` (a hook without `env` inherits the runtime's).
 pub fn run_spec_hooks(
     phase: Phase,
     hooks: Option<&oci_spec::runtime::Hooks>,
     state_json: &[u8],
 ) -> Result<()> {
-    let list = command_hooks(phase, hooks, None);
-    let dyns: Vec<&dyn Hook> = list.iter().map(|h| h as &dyn Hook).collect();
-    run_phase(phase, &dyns, state_json)
+    with_spec_hooks(phase, hooks, None, |h| run_phase(phase, h, state_json))
 }
 
 /// startContainer: a hook without `env` gets the container process's `env` (runc's rule).
@@ -251,9 +262,10 @@ pub fn run_start_container_hooks(
     state_json: &[u8],
     container_env: &[String],
 ) -> Result<()> {
-    let list = command_hooks(Phase::StartContainer, hooks, Some(container_env));
-    let dyns: Vec<&dyn Hook> = list.iter().map(|h| h as &dyn Hook).collect();
-    run_phase(Phase::StartContainer, &dyns, state_json)
+    let phase = Phase::StartContainer;
+    with_spec_hooks(phase, hooks, Some(container_env), |h| {
+        run_phase(phase, h, state_json)
+    })
 }
 
 /// poststop: every hook runs; the failures come back as warnings to log.
@@ -261,9 +273,8 @@ pub fn run_poststop_hooks(
     hooks: Option<&oci_spec::runtime::Hooks>,
     state_json: &[u8],
 ) -> Vec<Error> {
-    let list = command_hooks(Phase::Poststop, hooks, None);
-    let dyns: Vec<&dyn Hook> = list.iter().map(|h| h as &dyn Hook).collect();
-    run_phase_all(Phase::Poststop, &dyns, state_json)
+    let phase = Phase::Poststop;
+    with_spec_hooks(phase, hooks, None, |h| run_phase_all(phase, h, state_json))
 }
 
 #[cfg(test)]

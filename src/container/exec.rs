@@ -70,7 +70,6 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
         seccomp: seccomp.as_ref(),
         personality: state.personality.as_ref(),
         memory_policy: state.memory_policy.as_ref(),
-        shared_root: tenant::shared_root(state.pid)?,
         resctrl: state.resctrl.as_ref(),
     };
     let proc = tenant::spawn(

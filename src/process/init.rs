@@ -139,11 +139,12 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     };
     if !own_mounts {
         rootfs::enter_shared(plan.bundle)?;
-    } else if plan.no_pivot {
-        rootfs::pivot::move_root(&plan.bundle.rootfs)?;
-        rootfs::finish(plan.bundle)?;
     } else {
-        rootfs::pivot::pivot(&plan.bundle.rootfs)?;
+        if plan.no_pivot {
+            rootfs::pivot::move_root(&plan.bundle.rootfs)?;
+        } else {
+            rootfs::pivot::pivot(&plan.bundle.rootfs)?;
+        }
         rootfs::finish(plan.bundle)?;
     }
     // The pty comes from the container's own devpts, so only after the mounts (runc's order).

@@ -75,36 +75,25 @@ pub struct Extras<'a> {
     /// `linux.personality` and `linux.memoryPolicy` as at create (runc applies them too).
     pub personality: Option<&'a LinuxPersonality>,
     pub memory_policy: Option<&'a LinuxMemoryPolicy>,
-    /// The init's root (`/proc/PID/root`) when its mount namespace is ours: see
-    /// [`shared_root`].
-    pub shared_root: Option<std::os::fd::OwnedFd>,
     /// The container's resctrl group (`linux.intelRdt`): exec'd processes join it too (runc).
     pub resctrl: Option<&'a crate::intelrdt::Group>,
 }
 
-/// The init's root directory, opened, if the container shares our mount namespace (no `mount`
-/// namespace in its spec: its root is a chroot, which setns cannot give an exec'd process).
-pub fn shared_root(init_pid: i32) -> Result<Option<std::os::fd::OwnedFd>> {
-    let ns = |pid: &str| {
-        std::fs::metadata(format!("/proc/{pid}/ns/mnt")).map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            m.ino()
-        })
-    };
-    let init = init_pid.to_string();
-    match (ns(&init), ns("self")) {
-        (Ok(a), Ok(b)) if a == b => {
-            let path = format!("/proc/{init}/root");
-            open(
-                path.as_str(),
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map(Some)
-            .map_err(Error::sys_path("open", path.as_str()))
-        }
-        _ => Ok(None),
+/// The init's root directory, opened, when the container shares our mount namespace (no
+/// `mount` namespace in its spec, so `joins` has none: its root is a chroot, which setns
+/// cannot give an exec'd process).
+fn shared_root(init_pid: i32, joins: &[Join]) -> Result<Option<std::os::fd::OwnedFd>> {
+    if joins.iter().any(|j| j.flag == CloneFlags::CLONE_NEWNS) {
+        return Ok(None);
     }
+    let path = format!("/proc/{init_pid}/root");
+    open(
+        path.as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(Some)
+    .map_err(Error::sys_path("open", path.as_str()))
 }
 
 /// Start `process` in the container whose init is `init_pid`; returns once it has exec'd.
@@ -116,6 +105,7 @@ pub fn spawn(
     extras: &Extras<'_>,
 ) -> Result<Init> {
     let mut joins = open_namespaces(init_pid)?;
+    let shared_root = shared_root(init_pid, &joins)?;
     // Checked after the opens: if the init is still the process we recorded, the namespace
     // fds are its own and not those of a process that got its pid after it died.
     if !super::pidinfo::is_alive(init_pid, init_start_time) {
@@ -159,7 +149,14 @@ pub fn spawn(
             {
                 sys::exit_now(1);
             }
-            let err = match child(&joins, cgroup, in_cgroup, process, extras) {
+            let err = match child(
+                &joins,
+                cgroup,
+                in_cgroup,
+                process,
+                extras,
+                shared_root.as_ref(),
+            ) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -188,6 +185,7 @@ fn child(
     in_cgroup: bool,
     process: &Process,
     extras: &Extras<'_>,
+    shared_root: Option<&std::os::fd::OwnedFd>,
 ) -> Result<std::convert::Infallible> {
     let Extras {
         console,
@@ -212,7 +210,7 @@ fn child(
         setns(j.fd.as_fd(), j.flag).map_err(Error::sys_path("setns", &j.path))?;
     }
     // A container that shares our mount namespace has a chroot for its root: take it too.
-    if let Some(root) = &extras.shared_root {
+    if let Some(root) = shared_root {
         fchdir(root).map_err(Error::sys("fchdir to the init's root"))?;
         chroot(".").map_err(Error::sys("chroot to the init's root"))?;
     }

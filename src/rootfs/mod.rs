@@ -100,15 +100,16 @@ pub fn prepare(
 /// masking (`spec::check_shared_mounts` refused them): only its sysctls, written while the
 /// host's /proc is still reachable, then a chroot into the rootfs.
 pub fn enter_shared(bundle: &Bundle) -> Result<()> {
-    let linux = bundle.spec.linux().as_ref();
-    for (key, value) in linux
-        .and_then(|l| l.sysctl().as_ref())
-        .into_iter()
-        .flatten()
-    {
+    set_sysctls(&bundle.spec)?;
+    pivot::chroot_into(&bundle.rootfs)
+}
+
+fn set_sysctls(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
+    for (key, value) in sysctls.into_iter().flatten() {
         paths::set_sysctl(key, value)?;
     }
-    pivot::chroot_into(&bundle.rootfs)
+    Ok(())
 }
 
 /// The steps after the root switch: masked and read-only paths, sysctls, a read-only `/`,
@@ -116,13 +117,7 @@ pub fn enter_shared(bundle: &Bundle) -> Result<()> {
 pub fn finish(bundle: &Bundle) -> Result<()> {
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();
-    for (key, value) in linux
-        .and_then(|l| l.sysctl().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        paths::set_sysctl(key, value)?;
-    }
+    set_sysctls(spec)?;
     for p in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()

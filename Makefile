@@ -114,6 +114,8 @@ vmtest: deps build bundle
 	VM_SYSTEMD=1 integration/vm/run-suite.sh || rc=1; \
 	VM_SYSTEMD=1 VM_TESTS='systemd systemd_hosts' VMRUN_KERNEL_ARGS=systemd.unified_cgroup_hierarchy=0 \
 		VM_RESULTS=$(CURDIR)/target/vm-results-systemd-hybrid integration/vm/run-suite.sh || rc=1; \
+	VM_LSM=apparmor integration/vm/run-suite.sh || rc=1; \
+	VM_LSM=selinux integration/vm/run-suite.sh || rc=1; \
 	echo "skips of the whole run (host and VMs):"; integration/skips-summary.sh; \
 	exit $$rc
 

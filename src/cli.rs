@@ -275,9 +275,11 @@ pub struct ExecArgs {
     pub no_new_privs: bool,
     #[arg(long = "preserve-fds", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=65535))]
     pub preserve_fds: i32,
-    #[arg(long = "process-label", hide = true)]
+    /// SELinux label for the process (default: the container's process.selinuxLabel)
+    #[arg(long = "process-label")]
     pub process_label: Option<String>,
-    #[arg(long, hide = true)]
+    /// AppArmor profile for the process (default: the container's process.apparmorProfile)
+    #[arg(long)]
     pub apparmor: Option<String>,
     pub id: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

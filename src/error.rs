@@ -79,6 +79,8 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     Gpu(#[from] crate::gpu::GpuError),
+    #[error("{0}")]
+    Lsm(#[from] crate::lsm::LsmError),
 }
 
 impl Error {

@@ -20,6 +20,7 @@ pub mod gpu;
 pub mod hooks;
 pub mod intelrdt;
 pub mod logging;
+pub mod lsm;
 pub mod namespaces;
 pub mod netdev;
 pub mod process;

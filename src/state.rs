@@ -83,6 +83,9 @@ pub struct State {
     /// `delete` remove it), and the container's MON group (`delete` always removes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resctrl: Option<crate::intelrdt::Group>,
+    /// `create --no-new-keyring`: `exec`'d processes then keep their own session keyring too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_keyring: bool,
 }
 
 /// The OCI state as printed by `state` and `list --format json` (runc's field set).
@@ -349,6 +352,7 @@ mod tests {
             personality: None,
             memory_policy: None,
             resctrl: None,
+            no_new_keyring: false,
         }
     }
 

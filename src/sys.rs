@@ -12,8 +12,11 @@ mod mount_api;
 mod net;
 pub mod netlink;
 pub mod sched;
+pub mod seccomp_notify;
+mod xattr;
 pub use mount_api::{mount_setattr, mount_setattr_idmap, move_mount_fd, open_tree_clone};
 pub use net::loopback_up;
+pub use xattr::set_xattr;
 
 /// `struct clone_args` from `<linux/sched.h>` (the first, stable 88 bytes: up to `cgroup`).
 #[repr(C)]

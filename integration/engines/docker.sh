@@ -6,6 +6,8 @@
 #        GPURUN_CONFIG=<config.toml> MOCK_NVML_CONFIG=<machine.json>: also the --gpus cases, on a
 #          fake GPU host (`cargo test --release -p gpurun-integration --test engines docker` makes one)
 #        SPEC_OUT=<file>: keep a copy of the config.json docker passed for one container
+#        DOCKER_ONLY=<file>: run only the checks in <file> (sourced after the image import) and the
+#          final cleanup checks (integration/tests/testdata/lsm/docker-apparmor.sh)
 # Private dockerd: own data/exec root, socket, pidfile, key file, daemon.json, its own managed
 # containerd under the exec root (a private one from this script when a system containerd's socket
 # exists, which dockerd would use), a bridge of our own, no iptables rules, ip_forward untouched,
@@ -198,6 +200,11 @@ say "image: busybox rootfs imported; classic builder RUN steps"
 R=$W/bundle/rootfs
 "$REPO/bundles/build.sh" "$W/bundle" >/dev/null || { echo "bundles/build.sh failed"; exit 1; }
 check "import"                bash -c "tar -C $R -c . | $D import - $IMG >/dev/null"
+# DOCKER_ONLY=FILE: after the import, only FILE's checks (sourced here: $D, $IMG, check, ...) and
+# the "nothing left" ones (lsm_apparmor.rs: --security-opt apparmor= on an AppArmor guest)
+if [ -n "${DOCKER_ONLY:-}" ]; then
+	. "$DOCKER_ONLY"
+else # (the default checks, not indented)
 mkdir -p "$W/ctx"
 cat > "$W/ctx/Dockerfile" <<EOT
 FROM $IMG
@@ -359,6 +366,8 @@ else
 ro" ro_lib
 	skip "--gpus, driver root missing" "needs a second dockerd with another hook config (not written yet)"
 fi
+
+fi # DOCKER_ONLY
 
 say "nothing left"
 ids=$($D ps -aq); [ -n "$ids" ] && $D rm -f $ids >/dev/null

@@ -14,6 +14,7 @@ mod gpu;
 mod leak;
 mod probe;
 mod rootless;
+pub mod seccomp_agent;
 mod skip;
 pub mod sys;
 mod systemd;

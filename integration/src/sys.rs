@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -206,4 +206,54 @@ pub fn bpf_prog_query(cgroup: &File, attach_type: u32) -> io::Result<Vec<u32>> {
     unsafe { bpf(BPF_PROG_QUERY, &mut attr) }?;
     ids.truncate(attr.prog_cnt as usize);
     Ok(ids)
+}
+
+// seccomp notify (the test agent, `crate::seccomp_agent`).
+
+/// `poll` one fd for POLLIN for `ms` milliseconds: its `revents` (0 on timeout).
+pub fn poll_in(fd: &OwnedFd, ms: i32) -> std::io::Result<i16> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid, writable pollfd; the kernel only writes its `revents`.
+    match unsafe { libc::poll(&mut pfd, 1, ms) } {
+        n if n < 0 => Err(std::io::Error::last_os_error()),
+        _ => Ok(pfd.revents),
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV`: the next notification of `listener`.
+pub fn notif_recv(listener: &OwnedFd) -> std::io::Result<libc::seccomp_notif> {
+    // SAFETY: seccomp_notif is plain old data; the kernel wants it zeroed for RECV.
+    let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: `req` is a valid, writable seccomp_notif for the kernel to fill in.
+    let rc = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV as _,
+            &mut req,
+        )
+    };
+    match rc {
+        0 => Ok(req),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND`: answer a notification.
+pub fn notif_send(listener: &OwnedFd, resp: &libc::seccomp_notif_resp) -> std::io::Result<()> {
+    // SAFETY: `resp` is a valid seccomp_notif_resp; the kernel only reads it.
+    let rc = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND as _,
+            resp as *const libc::seccomp_notif_resp,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }

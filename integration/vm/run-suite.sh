@@ -18,13 +18,28 @@
 #          VM_RESULTS to target/vm-results-systemd, and the engines those tests drive (Docker,
 #          containerd with its CRI, Podman, a Python CRI client) are set up here on the host first
 #          (integration/engines/systemd.sh setup): the guest has no network
+#        VM_LSM=apparmor|selinux: a short QEMU guest with that Linux security module on
+#          (VMRUN_LSM): VM_TESTS defaults to lsm_apparmor or lsm_selinux, VM_RESULTS to
+#          target/vm-results-apparmor or -selinux; installs apparmor (apparmor_parser) and
+#          docker.io, or checkpolicy, here first
 # Exit status: the command's (non-zero if any test failed). When no VM can boot here (not
 # x86_64, no apt-get or root to install what it needs) it fails too: exit 1 with a line
 # "run-suite: no VM can boot here: REASON" (the pure-v2 tests did not run, so nothing passed).
 set -uo pipefail
 VM_SYSTEMD=${VM_SYSTEMD:-${VMRUN_SYSTEMD:-}}
-if [ "$VM_SYSTEMD" = 1 ]; then
+VM_LSM=${VM_LSM:-}
+# The name of this kind of run, for its results dir and its skips: "", -systemd, -apparmor, ...
+KIND=
+if [ -n "$VM_LSM" ]; then
+	# Debian's stock kernel (QEMU) has both; the UML one is not used for these.
+	case $VM_LSM in apparmor | selinux) ;; *) echo "run-suite: VM_LSM=$VM_LSM: apparmor or selinux" >&2; exit 1 ;; esac
+	[ "$VM_SYSTEMD" != 1 ] || { echo "run-suite: VM_LSM and VM_SYSTEMD=1: one or the other" >&2; exit 1; }
+	export VMRUN_LSM=$VM_LSM GPURUN_REQUIRE_LSM=$VM_LSM
+	VM=qemu KIND=-$VM_LSM
+	VM_TESTS=${VM_TESTS:-lsm_$VM_LSM}
+elif [ "$VM_SYSTEMD" = 1 ]; then
 	export VMRUN_SYSTEMD=1
+	KIND=-systemd
 	VM_TESTS=${VM_TESTS:-systemd systemd_hosts systemd_engines}
 else
 	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update engines events exec faults gpu gpu_cdi gpu_docker gpu_procfs hooks intel_rdt lifecycle mount_attrs mounts namespaces netdevices process_attrs rootless update_flags update_resources userns}
@@ -55,6 +70,12 @@ install() {
 install busybox-static jq runc
 # VM_SYSTEMD=1: the guest boots the host's systemd, with the host's D-Bus daemon
 [ "$VM_SYSTEMD" != 1 ] || install systemd dbus
+# VM_LSM: apparmor_parser loads the tests' profile (and dockerd its docker-default), the Docker
+# case needs the engine; checkpolicy compiles the tests' SELinux policy.
+case $VM_LSM in
+apparmor) install apparmor docker.io ;;
+selinux) install checkpolicy ;;
+esac
 # A UML kernel that works panics with init's exit status 0 when init=/bin/true exits. UML 6.1
 # cannot restore the FPU state of a host process on CPUs whose XSAVE area it does not know
 # (AVX-512/AMX: ptrace refuses its short buffer), so there every program dies at once (0x0b).
@@ -118,20 +139,20 @@ fi
 
 # 3. Boot the guest and run the command.
 export GPURUN_BIN=$(realpath -m "${GPURUN_BIN:-target/release/gpurun}")
-export VM_RESULTS=${VM_RESULTS:-$ROOT/target/vm-results$([ "$VM_SYSTEMD" = 1 ] && echo -systemd)} VM_TEST_ARGS=${VM_TEST_ARGS:-}
+export VM_RESULTS=${VM_RESULTS:-$ROOT/target/vm-results$KIND} VM_TEST_ARGS=${VM_TEST_ARGS:-}
 mkdir -p "$VM_RESULTS" && rm -f "$VM_RESULTS"/*.log "$VM_RESULTS"/*.rc "$VM_RESULTS"/summary.txt
 # Skips in the guest (gpurun_integration::skip, engines/lib.sh) go to VM_RESULTS (the guest's
 # only writable host dir), then join the host's skip log, their test names prefixed "vm:".
 HOST_SKIP_LOG=${GPURUN_SKIP_LOG:-$ROOT/target/skips.log}
 export GPURUN_SKIP_LOG=$VM_RESULTS/skips.log
-export VMRUN_ENV="GPURUN_BIN GPURUN_SKIP_LOG VMRUN_SYSTEMD VM_RESULTS VM_TEST_ARGS VM_TEST_TIMEOUT ENGINES_NO_INSTALL RUST_BACKTRACE RUST_LOG ${VMRUN_ENV:-}"
+export VMRUN_ENV="GPURUN_BIN GPURUN_SKIP_LOG GPURUN_REQUIRE_LSM VMRUN_SYSTEMD VM_RESULTS VM_TEST_ARGS VM_TEST_TIMEOUT ENGINES_NO_INSTALL RUST_BACKTRACE RUST_LOG ${VMRUN_ENV:-}"
 export VMRUN_TIMEOUT=${VMRUN_TIMEOUT:-3000}
 t0=$(date +%s)
 "$VMRUN" -m "${VM_MEM:-$([ "$VM" = uml ] && echo 1G || echo 2G)}" -w "$VM_RESULTS" -- "$@"
 rc=$?
 if [ -s "$GPURUN_SKIP_LOG" ]; then
-	mkdir -p "$(dirname "$HOST_SKIP_LOG")" && sed "s/^/vm$([ "$VM_SYSTEMD" = 1 ] && echo -systemd):/" "$GPURUN_SKIP_LOG" >> "$HOST_SKIP_LOG"
+	mkdir -p "$(dirname "$HOST_SKIP_LOG")" && sed "s/^/vm$KIND:/" "$GPURUN_SKIP_LOG" >> "$HOST_SKIP_LOG"
 	echo "run-suite: $(grep -c . "$GPURUN_SKIP_LOG") skipped in the VM (added to $HOST_SKIP_LOG)"
 fi
-echo "run-suite: exit $rc after $(($(date +%s) - t0))s in the VM$([ "$VM_SYSTEMD" = 1 ] && echo ' (systemd as PID 1)')"
+echo "run-suite: exit $rc after $(($(date +%s) - t0))s in the VM$([ "$VM_SYSTEMD" = 1 ] && echo ' (systemd as PID 1)')${VM_LSM:+ ($VM_LSM)}"
 exit "$rc"

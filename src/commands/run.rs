@@ -172,6 +172,8 @@ pub fn exec(root: &Path, args: &crate::cli::ExecArgs) -> Result<i32> {
         console: args.console_socket.clone().map(ConsoleSocket::Path),
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
+        apparmor: args.apparmor.clone(),
+        process_label: args.process_label.clone(),
     };
     let attach = attach_unless(args.detach, &mut opts.console)?;
     let (forwarded, previous) = block_forwarded(args.detach)?;

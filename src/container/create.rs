@@ -5,7 +5,7 @@
 //! cgroup and the state dir are removed (the init's mounts live only in its own mount
 //! namespace and vanish with it).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
@@ -35,6 +35,12 @@ pub struct CreateOptions {
     /// `--systemd-cgroup`: systemd makes the cgroup, as a transient unit.
     pub systemd_cgroup: bool,
 }
+
+/// The compiled `linux.seccomp` and, with NOTIFY rules, the connection to its agent.
+type Seccomp<'a> = (
+    Option<&'a crate::seccomp::Program>,
+    Option<crate::seccomp::listener::Agent>,
+);
 
 /// A container whose init waits for `start`.
 pub struct Created {
@@ -73,6 +79,13 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         .map(crate::seccomp::compile)
         .transpose()?;
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
+    crate::lsm::check_spec(&bundle.spec)?;
+    // The seccomp agent of NOTIFY rules, last of the checks: one that is not there fails
+    // `create` before anything exists.
+    let agent = match (&bundle.seccomp, &seccomp) {
+        (Some(profile), Some(program)) => crate::seccomp::listener::connect(profile, program)?,
+        _ => None,
+    };
 
     let dir = ContainerDir::create(root, id)?;
     crate::fault::point("dir-made");
@@ -80,7 +93,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         &dir,
         &bundle,
         namespaces,
-        seccomp.as_ref(),
+        (seccomp.as_ref(), agent),
         opts,
         gpu.as_ref(),
     ) {
@@ -101,7 +114,7 @@ fn create_in(
     dir: &ContainerDir,
     bundle: &Bundle,
     namespaces: Namespaces,
-    seccomp: Option<&crate::seccomp::Program>,
+    seccomp: Seccomp<'_>,
     opts: &CreateOptions,
     gpu: Option<&crate::gpu::RootEdits>,
 ) -> Result<(State, parent::Init)> {
@@ -149,6 +162,7 @@ fn create_in(
         personality: linux.and_then(|l| l.personality().clone()),
         memory_policy: linux.and_then(|l| l.memory_policy().clone()),
         resctrl: crate::intelrdt::plan(bundle.intel_rdt.as_ref(), &dir.id)?,
+        no_new_keyring: opts.no_new_keyring,
     };
     dir.save(&state)?;
     crate::fault::point("recorded");
@@ -191,7 +205,7 @@ fn run_init(
     bundle: &Bundle,
     namespaces: Namespaces,
     cgroup: &Cgroup,
-    seccomp: Option<&crate::seccomp::Program>,
+    (seccomp, agent): Seccomp<'_>,
     opts: &CreateOptions,
     gpu: Option<&crate::gpu::RootEdits>,
     mut state: State,
@@ -269,7 +283,16 @@ fn run_init(
         crate::fault::point("hooks-done");
         Ok(String::from_utf8(json).expect("JSON is UTF-8"))
     };
-    if let Err(e) = init.wait_ready(run_hooks) {
+    // The listener of NOTIFY rules goes to the agent with the process state: `creating`, as
+    // runc sends it.
+    let to_agent = |fd: OwnedFd| match &agent {
+        Some(agent) => Ok(agent.send(state.pid, &state.oci_json(Status::Creating), fd.as_fd())?),
+        None => Err(Error::Init("seccomp listener without an agent".into())),
+    };
+    let waited = init.wait_ready(run_hooks, to_agent);
+    // One message per connection (the spec): closed now.
+    drop(agent);
+    if let Err(e) = waited {
         return Err(undo_moves(explain_init_death(e, bundle, cgroup)));
     }
     crate::fault::point("ready");

@@ -26,6 +26,9 @@ pub struct ExecOptions {
     pub console: Option<crate::console::ConsoleSocket>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
+    /// `--apparmor` and `--process-label` (runc's; ignored with a process file, as in runc).
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
 }
 
 /// Start the process; the caller waits for it (or not, with --detach).
@@ -47,12 +50,20 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
     let process = build_process(&state, opts)?;
     crate::process::attrs::validate_process(&process)
         .map_err(|msg| Error::Unsupported(format!("exec: {msg}")))?;
+    crate::lsm::check(Some(&process), None)?;
     // The container's filter, compiled before anything is started.
     let seccomp = state
         .seccomp
         .as_ref()
         .map(crate::seccomp::compile)
         .transpose()?;
+    // NOTIFY rules: the agent is connected before anything starts; it gets the container's
+    // state as `running` (runc's), with the pid of its init.
+    let agent = match (&state.seccomp, &seccomp) {
+        (Some(profile), Some(program)) => crate::seccomp::listener::connect(profile, program)?,
+        _ => None,
+    };
+    let oci_state = state.oci_json(Status::Running);
     let console = match (process.terminal() == Some(true), &opts.console) {
         (true, Some(socket)) => Some(socket.connect()?),
         (true, None) => {
@@ -68,9 +79,11 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<Init> {
         console: console.as_ref(),
         preserve_fds: opts.preserve_fds,
         seccomp: seccomp.as_ref(),
+        seccomp_agent: agent.as_ref().map(|a| (a, oci_state.as_slice())),
         personality: state.personality.as_ref(),
         memory_policy: state.memory_policy.as_ref(),
         resctrl: state.resctrl.as_ref(),
+        keyring: (!state.no_new_keyring).then_some(id),
     };
     let proc = tenant::spawn(
         state.pid,
@@ -108,6 +121,18 @@ fn build_process(state: &State, opts: &ExecOptions) -> Result<Process> {
         if let (Some(own), Some(obj)) = (container_process(state), p.as_object_mut()) {
             for key in ["ioPriority", "scheduler", "execCPUAffinity"] {
                 if let (false, Some(v)) = (obj.contains_key(key), own.get(key)) {
+                    obj.insert(key.into(), v.clone());
+                }
+            }
+            // An empty or missing label is the container's (runc's newSetnsProcess): an exec
+            // never runs less confined than the init.
+            for key in ["apparmorProfile", "selinuxLabel"] {
+                let unset = obj
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .is_empty();
+                if let (true, Some(v)) = (unset, own.get(key)) {
                     obj.insert(key.into(), v.clone());
                 }
             }
@@ -175,6 +200,12 @@ fn build_process(state: &State, opts: &ExecOptions) -> Result<Process> {
     }
     if opts.no_new_privs {
         p["noNewPrivileges"] = json!(true);
+    }
+    if let Some(profile) = opts.apparmor.as_deref().filter(|p| !p.is_empty()) {
+        p["apparmorProfile"] = json!(profile);
+    }
+    if let Some(label) = opts.process_label.as_deref().filter(|l| !l.is_empty()) {
+        p["selinuxLabel"] = json!(label);
     }
     serde_json::from_value(p).map_err(|e| Error::Unsupported(format!("exec: {e}")))
 }

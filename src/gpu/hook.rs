@@ -79,7 +79,7 @@ pub fn nvidia_hook() -> Result<()> {
         )?;
     }
     for m in &mounts {
-        crate::rootfs::mounts::mount_entry(rootfs, &rootfd, &bundle.dir, m, None, None)?;
+        crate::rootfs::mounts::mount_entry(rootfs, &rootfd, &bundle.dir, m, None, None, None)?;
     }
     super::ldcache::run(rootfs, &edits).map_err(Error::Hook)
 }

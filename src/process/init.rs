@@ -4,7 +4,6 @@
 //! ordering decision explained where it is made. Any error is sent to the parent over the sync
 //! channel and the init exits; nothing here may return into the parent's code paths.
 
-use std::ffi::CString;
 use std::os::fd::OwnedFd;
 
 use nix::sched::CloneFlags;
@@ -14,7 +13,8 @@ use nix::unistd::sethostname;
 use oci_spec::runtime::Process;
 
 use super::setup::{
-    enter_cwd, environment, exec, lookup_path, needs_admin_for_seccomp, set_rlimits, switch_user,
+    enter_cwd, environment, exec, join_keyring, lookup_path, needs_admin_for_seccomp, set_rlimits,
+    switch_user,
 };
 use super::sync::{Channel, Msg};
 use super::CreatePlan;
@@ -95,7 +95,8 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         sys::loopback_up().map_err(Error::sys("bring up lo (SIOCSIFFLAGS)"))?;
     }
     if !plan.no_new_keyring {
-        join_keyring(plan.id)?;
+        let label = crate::lsm::selinux_label(process);
+        crate::lsm::selinux::with_key_label(label, || join_keyring(plan.id))?;
     }
     set_hostname(plan)?;
     // Through the runtime's /proc: a container without a mount namespace has none after its
@@ -170,10 +171,21 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         linux.and_then(|l| l.personality().as_ref()),
         linux.and_then(|l| l.memory_policy().as_ref()),
     )?;
+    crate::lsm::set_exec_labels(process)?;
     switch_user(process, needs_admin_for_seccomp(process, plan.seccomp))?;
     // Changing credentials clears the death signal: re-arm it until `Persisted` (sync.rs 3).
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
+    // With NOTIFY rules the listener must reach the parent while the channel is still open
+    // (it closes at `Detached`): the filters go in now, not right before execve, and put the
+    // rest of our own work under the profile. runc installs them before its fifo wait too.
+    let late_seccomp = match plan.seccomp {
+        Some(program) if program.has_notify() => {
+            super::setup::install_seccomp(program, chan)?;
+            None
+        }
+        other => other,
+    };
 
     // Once the parent has recorded us, we must outlive it (`create` exits): see sync.rs 3–5.
     chan.send(&Msg::Ready)?;
@@ -186,19 +198,14 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         crate::hooks::run_start_container_hooks(hooks, state.as_bytes(), &env)?;
     }
 
-    Err(exec(&exe, args, &env, plan.preserve_fds, plan.seccomp))
-}
-
-fn join_keyring(id: &str) -> Result<()> {
-    let name = CString::new(format!("_ses.{id}")).map_err(|_| Error::InvalidId(id.into()))?;
-    match sys::join_session_keyring(&name) {
-        // Kernels without keyrings (or that filter keyctl) simply share nothing.
-        Ok(()) | Err(nix::errno::Errno::ENOSYS) => Ok(()),
-        Err(errno) => Err(Error::Sys {
-            syscall: "keyctl(KEYCTL_JOIN_SESSION_KEYRING)",
-            errno,
-        }),
-    }
+    Err(exec(
+        &exe,
+        args,
+        &env,
+        plan.preserve_fds,
+        late_seccomp,
+        chan,
+    ))
 }
 
 fn set_hostname(plan: &CreatePlan) -> Result<()> {

@@ -138,28 +138,58 @@ impl Init {
     }
 
     /// The error the child reported, or `None` once the channel closed without one (for an
-    /// exec'd process: its close-on-exec end went away with the exec).
-    pub(super) fn recv_error(&self) -> Option<String> {
-        match self.chan.recv() {
-            Ok(Some(Msg::Error(msg))) => Some(msg),
-            Ok(Some(other)) => Some(format!("unexpected sync message {other:?}")),
-            Ok(None) => None,
-            Err(e) => Some(e.to_string()),
+    /// exec'd process: its close-on-exec end went away with the exec). Its seccomp listener
+    /// (sync.rs 2b) goes to `on_listener` on the way.
+    pub(super) fn recv_error(
+        &self,
+        mut on_listener: impl FnMut(OwnedFd) -> Result<()>,
+    ) -> Option<String> {
+        loop {
+            match self.chan.recv_fd() {
+                Ok(Some((Msg::SeccompListener, Some(fd)))) => {
+                    if let Err(e) = self.pass_listener(fd, &mut on_listener) {
+                        return Some(e.to_string());
+                    }
+                }
+                Ok(Some((Msg::Error(msg), _))) => return Some(msg),
+                Ok(Some((other, _))) => return Some(format!("unexpected sync message {other:?}")),
+                Ok(None) => return None,
+                Err(e) => return Some(e.to_string()),
+            }
         }
     }
 
+    /// Sync.rs 2b–2c: hand the listener to the agent, then let the process go on (the agent
+    /// already has it when the process makes its first notified call).
+    fn pass_listener(
+        &self,
+        fd: OwnedFd,
+        on_listener: &mut impl FnMut(OwnedFd) -> Result<()>,
+    ) -> Result<()> {
+        on_listener(fd)?;
+        self.chan.send(&Msg::SeccompDone)
+    }
+
     /// Drive the protocol until the init reports `Ready` (steps 1–3 of sync.rs); `run_hooks` is
-    /// called when it asks for the pre-pivot hooks. On any error the init is killed and reaped.
-    pub fn wait_ready(&self, mut run_hooks: impl FnMut(Pid) -> Result<String>) -> Result<()> {
+    /// called when it asks for the pre-pivot hooks, `on_listener` with its seccomp listener
+    /// (2b). On any error the init is killed and reaped.
+    pub fn wait_ready(
+        &self,
+        mut run_hooks: impl FnMut(Pid) -> Result<String>,
+        mut on_listener: impl FnMut(OwnedFd) -> Result<()>,
+    ) -> Result<()> {
         let result = (|| loop {
-            match self.chan.recv()? {
-                Some(Msg::Ready) => return Ok(()),
-                Some(Msg::Hooks) => {
+            match self.chan.recv_fd()? {
+                Some((Msg::Ready, _)) => return Ok(()),
+                Some((Msg::Hooks, _)) => {
                     let state = run_hooks(self.pid)?;
                     self.chan.send(&Msg::HooksDone(state))?;
                 }
-                Some(Msg::Error(msg)) => return Err(Error::Init(msg)),
-                Some(other) => {
+                Some((Msg::SeccompListener, Some(fd))) => {
+                    self.pass_listener(fd, &mut on_listener)?
+                }
+                Some((Msg::Error(msg), _)) => return Err(Error::Init(msg)),
+                Some((other, _)) => {
                     return Err(Error::Init(format!("unexpected sync message {other:?}")))
                 }
                 None => return Err(Error::Init("init exited unexpectedly".into())),

@@ -3,6 +3,7 @@
 //! closed, seccomp filter in). Runs in the child only.
 
 use std::ffi::CString;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use nix::sys::prctl;
 use nix::unistd::{chdir, execve, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::Process;
 
+use super::sync::{Channel, Msg};
 use crate::error::{Error, Result};
 use crate::{capabilities, sys};
 
@@ -34,14 +36,16 @@ pub(super) fn needs_admin_for_seccomp(
 ///
 /// The filter goes in as late as possible, after everything gpurun does itself; afterwards
 /// only `seccomp(2)` (for the next filter of the stack, see `seccomp::compile`) and `execve`
-/// run under it. Like runc, gpurun does not exempt execve: a profile that denies it cannot
-/// start a container, and the error says so.
+/// run under it — and, with NOTIFY rules, the hand-over of the listener on `chan` (see
+/// [`install_seccomp`]). Like runc, gpurun does not exempt execve: a profile that denies it
+/// cannot start a container, and the error says so.
 pub(super) fn exec(
     exe: &CString,
     args: &[String],
     env: &[String],
     preserve_fds: i32,
     seccomp: Option<&crate::seccomp::Program>,
+    chan: &Channel,
 ) -> Error {
     let run = || -> Result<std::convert::Infallible> {
         // Everything that allocates happens before the filter is in.
@@ -49,7 +53,7 @@ pub(super) fn exec(
         let envp: Vec<CString> = env.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
         sys::cloexec_from(3 + preserve_fds).map_err(Error::sys("close_range"))?;
         if let Some(program) = seccomp {
-            program.install()?;
+            install_seccomp(program, chan)?;
         }
         let errno = execve(exe, &argv, &envp).unwrap_err();
         Err(Error::SysPath {
@@ -61,6 +65,34 @@ pub(super) fn exec(
     match run() {
         Ok(never) => match never {},
         Err(e) => e,
+    }
+}
+
+/// Install the filters; with NOTIFY rules, send the listener to the parent (sync.rs 2b), close
+/// our copy — a process must not hold its own listener, and a listener nobody holds any more
+/// makes notified calls fail (ENOSYS) rather than hang — and wait until the agent has it.
+/// Before the hand-over only `sendmsg` (and malloc) runs under the filters: `compile` refuses
+/// NOTIFY for `sendmsg`.
+pub(super) fn install_seccomp(program: &crate::seccomp::Program, chan: &Channel) -> Result<()> {
+    if let Some(listener) = program.install()? {
+        chan.send_fd(&Msg::SeccompListener, listener.as_fd())?;
+        drop(listener);
+        chan.expect(Msg::SeccompDone)?;
+    }
+    Ok(())
+}
+
+/// Join (creating it if need be) the container's session keyring `_ses.ID`, as runc's init
+/// and setns init do: nothing of the caller's session keyring reaches the container.
+pub(super) fn join_keyring(id: &str) -> Result<()> {
+    let name = CString::new(format!("_ses.{id}")).map_err(|_| Error::InvalidId(id.into()))?;
+    match sys::join_session_keyring(&name) {
+        // Kernels without keyrings (or that filter keyctl) simply share nothing.
+        Ok(()) | Err(nix::errno::Errno::ENOSYS) => Ok(()),
+        Err(errno) => Err(Error::Sys {
+            syscall: "keyctl(KEYCTL_JOIN_SESSION_KEYRING)",
+            errno,
+        }),
     }
 }
 

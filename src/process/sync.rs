@@ -8,6 +8,8 @@
 //! | 0    | parent → init | `Mapped`     | only with a user namespace or the systemd driver: the parent wrote the init's uid/gid maps (new user namespace; joined by path: entered before the clone) and put the init in its cgroup (a process inside the namespace may not; systemd's scope can only be made once the init's pid exists) | becomes root of its namespace (if any), then goes on |
 //! | 1    | init → parent | `Hooks`      | namespaces, mounts and /dev are ready, before pivot_root; only if the spec has hooks of the create phases | runs prestart + createRuntime hooks with the init's pid, replies `HooksDone` |
 //! | 2    | parent → init | `HooksDone(state)` | the hooks succeeded; carries the state JSON | runs createContainer hooks, continues: pivot_root, paths, user, capabilities (startContainer hooks later, before exec) |
+//! | 2b   | init → parent | `SeccompListener` + fd | only with SCMP_ACT_NOTIFY rules: the filters are in (after the user switch, before `Ready`); the listener fd rides in SCM_RIGHTS | sends it with the container process state to the seccomp agent, replies `SeccompDone` |
+//! | 2c   | parent → init | `SeccompDone` | the agent has the listener                       | goes on: `Ready` (an exec'd process: execve); its own copy of the fd is closed already |
 //! | 3    | init → parent | `Ready`      | all set up; args[0] resolved. The init still dies with the parent (PR_SET_PDEATHSIG) | writes the pid file (state.json names the init since the clone) |
 //! | 4    | parent → init | `Persisted`  | the state and pid file are on disk                | clears PR_SET_PDEATHSIG: from now on it outlives `create` |
 //! | 5    | init → parent | `Detached`   | the death signal is cleared                       | exits (`create`) or starts it (`run`)             |
@@ -21,12 +23,19 @@
 //! it. Every moment is thus safe to kill `create` at (integration/tests/faults.rs kills it at
 //! each of [`crate::fault::POINTS`]).
 //!
+//! An `exec`'d process uses the same channel for 2b–2c only (right before its execve), and for
+//! `Error`; end-of-file then means the exec happened.
+//!
 //! After `Detached` the channel is closed: `start` talks to the init only through the exec fifo
 //! (see [`crate::container::start`]).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType, UnixAddr,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -37,6 +46,10 @@ pub enum Msg {
     Hooks,
     /// Carries the container's state JSON for the hooks the init runs itself.
     HooksDone(String),
+    /// The seccomp notify listener, which rides along in SCM_RIGHTS.
+    SeccompListener,
+    /// The parent has passed the listener on to the seccomp agent.
+    SeccompDone,
     Ready,
     Persisted,
     Detached,
@@ -66,20 +79,60 @@ impl Channel {
         Ok(())
     }
 
-    /// The next message, or `None` once the other end has closed.
+    /// Send `msg` with `fd` in SCM_RIGHTS.
+    pub fn send_fd(&self, msg: &Msg, fd: BorrowedFd) -> Result<()> {
+        let bytes = serde_json::to_vec(msg).expect("sync messages always serialise");
+        let fds = [fd.as_raw_fd()];
+        sendmsg::<UnixAddr>(
+            self.0.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(Error::sys("sendmsg sync message"))?;
+        Ok(())
+    }
+
+    /// The next message, or `None` once the other end has closed. A descriptor sent with it
+    /// is closed.
     pub fn recv(&self) -> Result<Option<Msg>> {
+        Ok(self.recv_fd()?.map(|(msg, _)| msg))
+    }
+
+    /// The next message and the descriptor sent with it, if any (received close-on-exec).
+    pub fn recv_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
-        let n = loop {
-            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<UnixAddr>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                other => break other.map_err(Error::sys("recv sync message"))?,
+                Err(e) => return Err(Error::sys("recvmsg sync message")(e)),
+                Ok(m) => {
+                    let mut fd = None;
+                    for c in m.cmsgs().map_err(Error::sys("recvmsg sync message"))? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            // Each received fd is owned at once, so extras are closed too.
+                            for raw in fds {
+                                fd = Some(crate::sys::own_received_fd(raw));
+                            }
+                        }
+                    }
+                    break (m.bytes, fd);
+                }
             }
         };
         if n == 0 {
             return Ok(None);
         }
         serde_json::from_slice(&buf[..n])
-            .map(Some)
+            .map(|m| Some((m, fd)))
             .map_err(|e| Error::Init(format!("malformed sync message: {e}")))
     }
 
@@ -123,5 +176,24 @@ mod tests {
         drop(a);
         assert!(b.peer_gone());
         assert!(matches!(b.expect(Msg::Ready), Err(Error::Init(m)) if m.contains("unexpectedly")));
+    }
+
+    #[test]
+    fn descriptor_passing() {
+        use std::os::fd::AsFd;
+        let (a, b) = channel().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        a.send_fd(&Msg::SeccompListener, w.as_fd()).unwrap();
+        drop(w);
+        let (msg, fd) = b.recv_fd().unwrap().unwrap();
+        assert_eq!(msg, Msg::SeccompListener);
+        nix::unistd::write(fd.unwrap(), b"x").unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(nix::unistd::read(&r, &mut byte), Ok(1));
+        a.send(&Msg::SeccompDone).unwrap();
+        assert_eq!(
+            b.recv_fd().unwrap().map(|(m, fd)| (m, fd.is_none())),
+            Some((Msg::SeccompDone, true))
+        );
     }
 }

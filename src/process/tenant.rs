@@ -16,7 +16,8 @@ use oci_spec::runtime::{LinuxMemoryPolicy, LinuxPersonality, Process};
 use super::attrs;
 use super::parent::Init;
 use super::setup::{
-    enter_cwd, environment, exec, lookup_path, needs_admin_for_seccomp, set_rlimits, switch_user,
+    enter_cwd, environment, exec, join_keyring, lookup_path, needs_admin_for_seccomp, set_rlimits,
+    switch_user,
 };
 use super::sync::{self, Msg};
 use crate::cgroups::Cgroup;
@@ -72,11 +73,17 @@ pub struct Extras<'a> {
     pub console: Option<&'a std::os::fd::OwnedFd>,
     pub preserve_fds: i32,
     pub seccomp: Option<&'a crate::seccomp::Program>,
+    /// With NOTIFY rules: the connected seccomp agent and the container's OCI state JSON, for
+    /// the process state sent with the process' listener.
+    pub seccomp_agent: Option<(&'a crate::seccomp::listener::Agent, &'a [u8])>,
     /// `linux.personality` and `linux.memoryPolicy` as at create (runc applies them too).
     pub personality: Option<&'a LinuxPersonality>,
     pub memory_policy: Option<&'a LinuxMemoryPolicy>,
     /// The container's resctrl group (`linux.intelRdt`): exec'd processes join it too (runc).
     pub resctrl: Option<&'a crate::intelrdt::Group>,
+    /// The container's id, whose session keyring the process joins (runc's setns init);
+    /// `None` after `create --no-new-keyring`.
+    pub keyring: Option<&'a str>,
 }
 
 /// The init's root directory, opened, when the container shares our mount namespace (no
@@ -156,6 +163,7 @@ pub fn spawn(
                 process,
                 extras,
                 shared_root.as_ref(),
+                &child_end,
             ) {
                 Ok(never) => match never {},
                 Err(e) => e,
@@ -167,8 +175,12 @@ pub fn spawn(
             drop(child_end);
             crate::fault::point("exec-cloned");
             let proc = Init::new(pid, pidfd, parent_end);
+            let on_listener = |fd: std::os::fd::OwnedFd| match extras.seccomp_agent {
+                Some((agent, state)) => Ok(agent.send(pid.as_raw(), state, fd.as_fd())?),
+                None => Err(Error::Init("seccomp listener without an agent".into())),
+            };
             // EOF without an error: the exec went through.
-            match proc.recv_error() {
+            match proc.recv_error(on_listener) {
                 None => Ok(proc),
                 Some(msg) => {
                     proc.kill_and_reap();
@@ -186,6 +198,7 @@ fn child(
     process: &Process,
     extras: &Extras<'_>,
     shared_root: Option<&std::os::fd::OwnedFd>,
+    chan: &sync::Channel,
 ) -> Result<std::convert::Infallible> {
     let Extras {
         console,
@@ -214,6 +227,10 @@ fn child(
         fchdir(root).map_err(Error::sys("fchdir to the init's root"))?;
         chroot(".").map_err(Error::sys("chroot to the init's root"))?;
     }
+    if let Some(id) = extras.keyring {
+        let label = crate::lsm::selinux_label(process);
+        crate::lsm::selinux::with_key_label(label, || join_keyring(id))?;
+    }
     // After setns(mnt): the pty comes from the container's devpts.
     match console {
         Some(socket) => crate::console::setup(socket, false)?,
@@ -231,11 +248,12 @@ fn child(
         prctl::set_no_new_privs().map_err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
     attrs::apply(process, extras.personality, extras.memory_policy)?;
+    crate::lsm::set_exec_labels(process)?;
     switch_user(process, needs_admin_for_seccomp(process, seccomp))?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
     // (Changing credentials may have cleared it already.)
     prctl::set_pdeathsig(None).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
-    Err(exec(&exe, args, &env, preserve_fds, seccomp))
+    Err(exec(&exe, args, &env, preserve_fds, seccomp, chan))
 }
 
 /// Run `clone` (in `exec`, single-threaded) with our CPU affinity set to `initial`, so the

@@ -54,8 +54,10 @@ pub fn prepare(
     .map_err(Error::sys_path("open", rootfs))?;
 
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
+    let label = crate::lsm::mount_label(spec);
     for (i, m) in spec_mounts.iter().enumerate() {
-        mounts::mount_entry(rootfs, &rootfd, &bundle.dir, m, own_cgroup, idmapped.get(i))?;
+        let idmapped = idmapped.get(i);
+        mounts::mount_entry(rootfs, &rootfd, &bundle.dir, m, own_cgroup, idmapped, label)?;
     }
 
     // A bind of the host's /dev means the user manages devices themselves: then nothing is
@@ -123,7 +125,7 @@ pub fn finish(bundle: &Bundle) -> Result<()> {
         .into_iter()
         .flatten()
     {
-        paths::mask(p)?;
+        paths::mask(p, crate::lsm::mount_label(spec))?;
     }
     for p in linux
         .and_then(|l| l.readonly_paths().as_ref())

@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 
 pub use super::options::{parse_options, propagation_flag, MountOptions, RecAttr};
 
-/// Mount one spec entry under `rootfs` (host path, before pivot_root).
+/// Mount one spec entry under `rootfs` (host path, before pivot_root). `label`:
+/// `linux.mountLabel`, the SELinux context of what a new filesystem holds (runc's choice of
+/// filesystems: not proc, sysfs or cgroup; binds show their source's labels).
 pub fn mount_entry(
     rootfs: &Path,
     rootfd: impl AsFd,
@@ -23,6 +25,7 @@ pub fn mount_entry(
     m: &Mount,
     own_cgroup: Option<&Cgroup>,
     idmapped: Option<&OwnedFd>,
+    label: Option<&str>,
 ) -> Result<()> {
     let dest = m.destination().to_string_lossy().into_owned();
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
@@ -59,6 +62,9 @@ pub fn mount_entry(
     };
     let target_path = fd_path(&target);
     let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
+    // mqueue takes no context= option: its root gets the label as a file (below).
+    let context = label.filter(|_| !matches!(typ, "proc" | "sysfs" | "mqueue"));
+    let data = crate::lsm::selinux::with_context(data.as_deref(), context);
     let fail = |e| Error::SysPath {
         syscall: "mount",
         path: show(&rel).into(),
@@ -121,6 +127,10 @@ pub fn mount_entry(
                 mount(None::<&str>, &path, None::<&str>, flags, None::<&str>).map_err(fail)?;
             }
             other => other.map_err(fail)?,
+        }
+        if let (Some(label), "mqueue") = (label, typ) {
+            let mounted = open_in_root(&rootfd, &rel, OFlag::O_PATH)?;
+            crate::lsm::selinux::set_file_label(&fd_path(&mounted), label)?;
         }
     }
     if !opts.propagation.is_empty() {

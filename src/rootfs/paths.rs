@@ -33,8 +33,9 @@ fn open_target(path: &str) -> Result<Option<std::os::fd::OwnedFd>> {
     }
 }
 
-/// Hide `path`: an empty read-only tmpfs over directories, /dev/null over anything else.
-pub fn mask(path: &str) -> Result<()> {
+/// Hide `path`: an empty read-only tmpfs over directories (labelled `label`, see
+/// `mounts::mount_entry`), /dev/null over anything else.
+pub fn mask(path: &str, label: Option<&str>) -> Result<()> {
     let Some(target) = open_target(path)? else {
         return Ok(());
     };
@@ -50,7 +51,7 @@ pub fn mask(path: &str) -> Result<()> {
             &fd_path(&target),
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
-            None::<&str>,
+            crate::lsm::selinux::with_context(None, label).as_deref(),
         )
         .map_err(fail);
     }

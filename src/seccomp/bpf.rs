@@ -118,6 +118,13 @@ pub fn allow_foreign_arch(prog: &mut [Insn]) -> Result<(), String> {
     }
 }
 
+/// Replace every `ret FROM` by `ret TO`.
+pub fn replace_ret(prog: &mut [Insn], from: u32, to: u32) {
+    for i in prog.iter_mut().filter(|i| **i == stmt(RET_K, from)) {
+        i.k = to;
+    }
+}
+
 /// The guard: native calls pass (x32 ones get `x32`'s verdict); for another ABI the verdict
 /// listed in `abis`, or SECCOMP_RET_KILL_THREAD (libseccomp's default "bad arch" action).
 pub fn arch_guard(native: u32, abis: &[Abi]) -> Vec<Insn> {

@@ -15,6 +15,15 @@ type Result<T> = std::result::Result<T, SeccompError>;
 /// 4 instructions of overhead per filter.
 const MAX_INSNS_PER_PATH: usize = 32768;
 
+/// The TRACE data seccompiler emits for [`Action::Notify`] (it has no USER_NOTIF); only the
+/// notify filter holds it, and [`build`] turns its returns into SECCOMP_RET_USER_NOTIF.
+pub(super) const NOTIFY_STANDIN: u32 = 0xfffe;
+
+/// Syscalls a NOTIFY rule may not name: the process uses them to hand its listener over, and
+/// a notification nobody can receive yet would block it for good (runc refuses `write`, which
+/// it uses; gpurun passes the fd with `sendmsg`).
+const NOT_NOTIFIABLE: [&str; 2] = ["write", "sendmsg"];
+
 pub(super) fn action(name: &str, errno: Option<u32>, field: &str) -> Result<Action> {
     let data = |default: u32| -> Result<u32> {
         let v = errno.unwrap_or(default);
@@ -34,7 +43,7 @@ pub(super) fn action(name: &str, errno: Option<u32>, field: &str) -> Result<Acti
         "SCMP_ACT_KILL_PROCESS" => Action::KillProcess,
         "SCMP_ACT_TRAP" => Action::Trap,
         "SCMP_ACT_LOG" => Action::Log,
-        "SCMP_ACT_NOTIFY" => return Err(SeccompError::Notify(field.into())),
+        "SCMP_ACT_NOTIFY" => Action::Notify,
         other => return Err(SeccompError::Action(field.into(), other.into())),
     };
     // The runtime-spec: an errnoRet on an action without one MUST fail.
@@ -115,19 +124,59 @@ fn build(rules: Rules, mismatch: Action, on_match: Action, what: String) -> Resu
         .collect();
     // seccompiler kills the process on any foreign ABI; the guard filter decides those.
     bpf::allow_foreign_arch(&mut insns).map_err(SeccompError::Internal)?;
-    Ok(Filter { what, insns })
+    let notify = on_match == Action::Notify;
+    if notify {
+        let standin = libc::SECCOMP_RET_TRACE | NOTIFY_STANDIN;
+        bpf::replace_ret(&mut insns, standin, libc::SECCOMP_RET_USER_NOTIF);
+    }
+    Ok(Filter {
+        what,
+        insns,
+        notify,
+    })
+}
+
+/// The spec's rules for the listener fields, and runc's for NOTIFY.
+fn check_notify(profile: &Profile, default: Action) -> Result<()> {
+    let path = profile.listener_path.as_deref().filter(|p| !p.is_empty());
+    if path.is_none() && profile.listener_metadata.is_some() {
+        return Err(SeccompError::MetadataWithoutListener);
+    }
+    if default == Action::Notify {
+        return Err(SeccompError::NotifyDefault);
+    }
+    let mut any = false;
+    for (i, call) in profile.syscalls.iter().enumerate() {
+        if call.action != "SCMP_ACT_NOTIFY" {
+            continue;
+        }
+        any = true;
+        if let Some(name) = call
+            .names
+            .iter()
+            .find(|n| NOT_NOTIFIABLE.contains(&n.as_str()))
+        {
+            return Err(SeccompError::NotifyCall(
+                format!("syscalls[{i}]"),
+                name.clone(),
+            ));
+        }
+    }
+    // listenerPath without NOTIFY rules is ignored (the spec).
+    match (any, path) {
+        (true, None) => Err(SeccompError::NotifyWithoutListener),
+        _ => Ok(()),
+    }
 }
 
 /// Compile a profile for this machine. Pure: the kernel is only asked which flags it knows.
 pub fn compile(profile: &Profile) -> Result<Program> {
-    if let Some(path) = &profile.listener_path {
-        return Err(SeccompError::Listener(path.clone()));
-    }
     let default = action(
         &profile.default_action,
         profile.default_errno_ret,
         "defaultAction",
     )?;
+    check_notify(profile, default)?;
     let abis = arch::abis(&profile.architectures)?;
     let flags = super::flags::parse(&profile.flags)?;
 
@@ -195,6 +244,7 @@ pub fn compile(profile: &Profile) -> Result<Program> {
     let mut filters = vec![Filter {
         what: "architecture guard".into(),
         insns: bpf::arch_guard(arch::native_audit(), &abis),
+        notify: false,
     }];
     // Ties between equal actions with different data go to the filter evaluated first, i.e.
     // installed last: the action that appears first in the profile is installed last.
@@ -211,7 +261,8 @@ pub fn compile(profile: &Profile) -> Result<Program> {
             "defaultAction".into(),
         )?);
     }
-    order_for_install(&mut filters, flags.bits)?;
+    let listener_call = flags.listener_bits | crate::sys::seccomp_notify::NEW_LISTENER;
+    order_for_install(&mut filters, &[flags.bits, listener_call])?;
     let total: usize = filters.iter().map(|f| f.insns.len() + 4).sum();
     if total > MAX_INSNS_PER_PATH {
         return Err(SeccompError::TooLarge(
@@ -222,24 +273,32 @@ pub fn compile(profile: &Profile) -> Result<Program> {
     Ok(Program {
         filters,
         flags: flags.bits,
+        listener_flags: flags.listener_bits,
     })
 }
 
 /// Every filter but the last one installed must let our own `seccomp(2)` call through, or the
 /// next install would be refused. A filter that blocks it is moved to the end; two cannot be.
-fn order_for_install(filters: &mut Vec<Filter>, flags: u32) -> Result<()> {
-    let call = Data::native(
-        libc::SYS_seccomp as i32,
-        [
-            libc::SECCOMP_SET_MODE_FILTER as u64,
-            flags as u64,
-            0,
-            0,
-            0,
-            0,
-        ],
-    );
-    let blocks = |f: &Filter| !Action::passes(bpf::run(&f.insns, &call));
+/// The notify filter's call has other flags: a filter must let both through.
+fn order_for_install(filters: &mut Vec<Filter>, flags: &[u32]) -> Result<()> {
+    let call = |flags: u32| {
+        Data::native(
+            libc::SYS_seccomp as i32,
+            [
+                libc::SECCOMP_SET_MODE_FILTER as u64,
+                flags as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    let blocks = |f: &Filter| {
+        flags
+            .iter()
+            .any(|&b| !Action::passes(bpf::run(&f.insns, &call(b))))
+    };
     let blocking: Vec<usize> = (0..filters.len())
         .filter(|&i| blocks(&filters[i]))
         .collect();

@@ -10,12 +10,17 @@ pub const KNOWN: [(&str, u32); 4] = [
     ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", WAIT_KILLABLE_RECV),
 ];
 
+const TSYNC: u32 = 1;
 const WAIT_KILLABLE_RECV: u32 = 32;
-const NEW_LISTENER: u32 = 8;
+const NEW_LISTENER: u32 = crate::sys::seccomp_notify::NEW_LISTENER;
 
 pub struct Flags {
-    /// What every filter is installed with.
+    /// What every filter but the notify one is installed with.
     pub bits: u32,
+    /// What the notify filter is installed with (its NEW_LISTENER is added at install):
+    /// WAIT_KILLABLE_RECV only acts on a listener, and the kernel refuses TSYNC with one
+    /// (without TSYNC_ESRCH); gpurun installs from a single thread, where TSYNC does nothing.
+    pub listener_bits: u32,
 }
 
 /// Whether this kernel knows `bit`. WAIT_KILLABLE_RECV is only valid with a listener.
@@ -29,7 +34,7 @@ pub fn supported(bit: u32) -> bool {
 }
 
 pub fn parse(names: &[String]) -> Result<Flags, SeccompError> {
-    let mut bits = 0;
+    let (mut bits, mut wait_killable) = (0, 0);
     for name in names {
         let bit = KNOWN
             .iter()
@@ -42,12 +47,16 @@ pub fn parse(names: &[String]) -> Result<Flags, SeccompError> {
                 "not supported by this kernel",
             ));
         }
-        // WAIT_KILLABLE_RECV only changes how a notify listener waits; gpurun refuses
-        // SCMP_ACT_NOTIFY, so there is no listener and the flag has nothing to act on (the
-        // kernel would reject it without one).
-        if bit != WAIT_KILLABLE_RECV {
+        // WAIT_KILLABLE_RECV changes how a notified process waits for the agent: only the
+        // notify filter may carry it (the kernel rejects it on a filter without a listener).
+        if bit == WAIT_KILLABLE_RECV {
+            wait_killable = bit;
+        } else {
             bits |= bit;
         }
     }
-    Ok(Flags { bits })
+    Ok(Flags {
+        bits,
+        listener_bits: (bits & !TSYNC) | wait_killable,
+    })
 }

@@ -30,8 +30,17 @@
 //!
 //! As in runc: `SCMP_ACT_KILL` is KILL_THREAD, ERRNO and TRACE default to EPERM, a rule with
 //! the default action is dropped, unknown syscall names are skipped, and if one argument is
-//! compared twice in a rule its conditions become separate (ORed) rules. `SCMP_ACT_NOTIFY`
-//! and `listenerPath` are refused: gpurun has no seccomp agent protocol.
+//! compared twice in a rule its conditions become separate (ORed) rules.
+//!
+//! # Notify (`SCMP_ACT_NOTIFY`)
+//!
+//! USER_NOTIF's precedence sits between ERRNO and TRACE, so its rules stack like the others.
+//! A task may hold only one filter with a listener (SECCOMP_FILTER_FLAG_NEW_LISTENER, EBUSY
+//! for a second), so every NOTIFY rule goes into one filter, installed with that flag; its
+//! listener fd travels to the runtime, which sends it to the agent at `listenerPath` with the
+//! runtime-spec's container process state ([`listener`]). As in runc, NOTIFY may not be the
+//! default action nor apply to `write` (nor to `sendmsg`, which passes the fd to the runtime):
+//! the process could never hand its listener over. See `process::setup::install_seccomp`.
 //!
 //! # Installation
 //!
@@ -44,6 +53,7 @@ mod arch;
 mod bpf;
 mod compile;
 mod flags;
+pub mod listener;
 mod names;
 mod profile;
 
@@ -60,10 +70,20 @@ pub const DEFAULT_PROFILE: &str = include_str!("../../bundles/seccomp/default.js
 pub enum SeccompError {
     #[error("linux.seccomp.{0}: unknown action {1:?}")]
     Action(String, String),
-    #[error("linux.seccomp.{0}: SCMP_ACT_NOTIFY is not supported (gpurun has no seccomp agent)")]
-    Notify(String),
-    #[error("linux.seccomp.listenerPath {0:?}: seccomp notify listeners are not supported")]
-    Listener(String),
+    #[error("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be used as default action")]
+    NotifyDefault,
+    #[error("linux.seccomp.{0}: SCMP_ACT_NOTIFY cannot be used for the {1} syscall")]
+    NotifyCall(String, String),
+    #[error("linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")]
+    NotifyWithoutListener,
+    #[error("linux.seccomp.listenerMetadata: must not be set without linux.seccomp.listenerPath")]
+    MetadataWithoutListener,
+    #[error(
+        "failed to connect with seccomp agent specified in the seccomp profile: connect {0}: {1}"
+    )]
+    Connect(String, String),
+    #[error("cannot send seccomp fd to {0}: {1}")]
+    Send(String, String),
     #[error(
         "linux.seccomp.{0}: errnoRet is only valid with SCMP_ACT_ERRNO and SCMP_ACT_TRACE, not {1}"
     )]
@@ -107,6 +127,7 @@ pub enum Action {
     Trap,
     Trace(u32),
     Log,
+    Notify,
 }
 
 impl Action {
@@ -123,6 +144,9 @@ impl From<Action> for seccompiler::SeccompAction {
     fn from(a: Action) -> Self {
         use seccompiler::SeccompAction as S;
         match a {
+            // seccompiler has no USER_NOTIF: `compile::build` emits this stand-in and patches
+            // its return instructions.
+            Action::Notify => S::Trace(compile::NOTIFY_STANDIN),
             Action::Allow => S::Allow,
             Action::Errno(e) => S::Errno(e),
             Action::KillThread => S::KillThread,
@@ -144,6 +168,7 @@ impl fmt::Display for Action {
             Action::Trap => write!(f, "SCMP_ACT_TRAP"),
             Action::Trace(d) => write!(f, "SCMP_ACT_TRACE({d})"),
             Action::Log => write!(f, "SCMP_ACT_LOG"),
+            Action::Notify => write!(f, "SCMP_ACT_NOTIFY"),
         }
     }
 }
@@ -153,6 +178,8 @@ impl fmt::Display for Action {
 pub struct Filter {
     pub what: String,
     insns: Vec<bpf::Insn>,
+    /// The SCMP_ACT_NOTIFY filter: installed with a listener.
+    notify: bool,
 }
 
 /// A compiled profile: filters in install order and the flags each is installed with.
@@ -160,11 +187,21 @@ pub struct Filter {
 pub struct Program {
     filters: Vec<Filter>,
     flags: u32,
+    /// For the notify filter: `flags` without TSYNC (the kernel refuses it with a listener;
+    /// we are single-threaded anyway) and with WAIT_KILLABLE_RECV if the profile asks.
+    listener_flags: u32,
 }
 
 impl Program {
+    /// Whether the profile has SCMP_ACT_NOTIFY rules: [`Program::install`] then returns a
+    /// listener for the agent.
+    pub fn has_notify(&self) -> bool {
+        self.filters.iter().any(|f| f.notify)
+    }
+
     /// Install every filter into the calling process (needs no_new_privs or CAP_SYS_ADMIN).
-    pub fn install(&self) -> Result<(), SeccompError> {
+    /// Returns the notify listener when the profile has NOTIFY rules.
+    pub fn install(&self) -> Result<Option<std::os::fd::OwnedFd>, SeccompError> {
         // Converted up front: once the first filter is in, even malloc's brk/mmap may be denied.
         let progs: Vec<Vec<libc::sock_filter>> = self
             .filters
@@ -181,15 +218,22 @@ impl Program {
                     .collect()
             })
             .collect();
+        let mut listener = None;
         for (f, prog) in self.filters.iter().zip(&progs) {
-            crate::sys::seccomp_set_mode_filter(self.flags, prog).map_err(|errno| {
-                SeccompError::Install {
-                    what: f.what.clone(),
-                    errno,
-                }
+            let installed = match f.notify {
+                true => crate::sys::seccomp_notify::seccomp_set_mode_filter_listener(
+                    self.listener_flags,
+                    prog,
+                )
+                .map(|fd| listener = Some(fd)),
+                false => crate::sys::seccomp_set_mode_filter(self.flags, prog),
+            };
+            installed.map_err(|errno| SeccompError::Install {
+                what: f.what.clone(),
+                errno,
             })?;
         }
-        Ok(())
+        Ok(listener)
     }
 
     /// What the installed program answers for `nr(args)` from the native ABI: every filter's
@@ -239,7 +283,8 @@ pub fn features() -> serde_json::Value {
         "enabled": true,
         "actions": [
             "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
-            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"
+            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE",
+            "SCMP_ACT_TRAP"
         ],
         "operators": [
             "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",

@@ -8,12 +8,14 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+mod keyring;
 mod mount_api;
 mod net;
 pub mod netlink;
 pub mod sched;
 pub mod seccomp_notify;
 mod xattr;
+pub use keyring::{join_session_keyring, keyring_perm, set_keyring_perm};
 pub use mount_api::{mount_setattr, mount_setattr_idmap, move_mount_fd, open_tree_clone};
 pub use net::loopback_up;
 pub use xattr::set_xattr;
@@ -226,16 +228,6 @@ pub fn set_domainname(name: &str) -> Result<(), Errno> {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust-managed state.
     unsafe { libc::_exit(code) }
-}
-
-/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: give the container a session keyring of its
-/// own instead of sharing the caller's (keys are not namespaced).
-pub fn join_session_keyring(name: &std::ffi::CStr) -> Result<(), Errno> {
-    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
-    let ret =
-        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
-    Errno::result(ret).map(drop)
 }
 
 /// `bpf(BPF_PROG_LOAD)` for a program of `prog_type` made of 8-byte instructions. The

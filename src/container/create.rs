@@ -222,6 +222,7 @@ fn run_init(
         namespaces,
         exec_fifo: make_exec_fifo(&dir.fifo_path())?,
         lock_fd: dir.lock_fd().as_raw_fd(),
+        agent_fd: agent.as_ref().map(|a| a.raw_fd()),
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         id: &dir.id,

@@ -3,7 +3,8 @@
 
 use nix::errno::Errno;
 
-use super::{procattr, LsmError};
+use super::procattr::AttrDir;
+use super::LsmError;
 
 /// runc's test: securityfs shows AppArmor and the module says it is enabled.
 pub fn is_enabled() -> bool {
@@ -26,12 +27,12 @@ pub fn check_name(profile: &str) -> Result<(), LsmError> {
 
 /// Ask for `profile` at the next `execve`: `/proc/thread-self/attr/apparmor/exec` (5.8+,
 /// where several LSMs may be stacked), else the older shared `attr/exec`.
-pub fn change_onexec(profile: &str) -> Result<(), LsmError> {
-    let attr = match procattr::exists("apparmor/exec") {
+pub fn change_onexec(attrs: &AttrDir, profile: &str) -> Result<(), LsmError> {
+    let attr = match attrs.has("apparmor/exec") {
         true => "apparmor/exec",
         false => "exec",
     };
-    match procattr::write(attr, format!("exec {profile}").as_bytes()) {
+    match attrs.write(attr, format!("exec {profile}").as_bytes()) {
         Err(LsmError::Attr {
             op: "write",
             errno: Errno::ENOENT,

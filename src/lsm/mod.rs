@@ -3,7 +3,7 @@
 //! Both LSMs confine a process from its next `execve` on: the runtime only *requests* the
 //! change (writes to `/proc/thread-self/attr/…`), and the kernel switches the label when the
 //! container's program starts. The init and every `exec`'d process make that request right
-//! before they drop their privileges ([`set_exec_labels`]); runc does it at about the same
+//! before they drop their privileges ([`ExecLabels::apply`]); runc does it at about the same
 //! point (AppArmor a little earlier for the init, after the user switch for an exec), and
 //! like runc's it is in place for the startContainer hooks, which the init forks.
 //!
@@ -14,6 +14,8 @@
 pub mod apparmor;
 mod procattr;
 pub mod selinux;
+
+use procattr::AttrDir;
 
 use oci_spec::runtime::{Process, Spec};
 
@@ -72,16 +74,51 @@ pub fn check_spec(spec: &Spec) -> Result<(), LsmError> {
     check(spec.process().as_ref(), mount_label(spec))
 }
 
-/// Child side, right before the user switch: the profile and the label the next `execve`
-/// puts this process under.
-pub fn set_exec_labels(process: &Process) -> Result<(), LsmError> {
-    if let Some(label) = selinux_label(process) {
-        selinux::set_exec_label(label)?;
+/// Child side: the labels a process asks for, with its `attr` directory, opened while
+/// `/proc` is still the runtime's (see `procattr`).
+pub struct ExecLabels<'a> {
+    attrs: AttrDir,
+    apparmor: Option<&'a str>,
+    selinux: Option<&'a str>,
+}
+
+impl<'a> ExecLabels<'a> {
+    /// Before the process enters the container's mount namespace; `None` without labels.
+    pub fn prepare(process: &'a Process) -> Result<Option<Self>, LsmError> {
+        let (apparmor, selinux) = (apparmor_profile(process), selinux_label(process));
+        if apparmor.is_none() && selinux.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(ExecLabels {
+            attrs: AttrDir::open()?,
+            apparmor,
+            selinux,
+        }))
     }
-    if let Some(profile) = apparmor_profile(process) {
-        apparmor::change_onexec(profile)?;
+
+    /// Run `f` (which joins or creates the session keyring) with the SELinux label, if any,
+    /// as the context of new keys.
+    pub fn with_key_label<T, E: From<LsmError>>(
+        labels: Option<&Self>,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        match labels.and_then(|l| l.selinux.map(|s| (&l.attrs, s))) {
+            Some((attrs, label)) => selinux::with_key_label(attrs, label, f),
+            None => f(),
+        }
     }
-    Ok(())
+
+    /// Right before the user switch: the profile and label the next `execve` puts this
+    /// process under. Closes the `attr` directory.
+    pub fn apply(self) -> Result<(), LsmError> {
+        if let Some(label) = self.selinux {
+            selinux::set_exec_label(&self.attrs, label)?;
+        }
+        if let Some(profile) = self.apparmor {
+            apparmor::change_onexec(&self.attrs, profile)?;
+        }
+        Ok(())
+    }
 }
 
 pub fn apparmor_profile(process: &Process) -> Option<&str> {

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use nix::sys::statfs::{statfs, FsType};
 
-use super::{procattr, LsmError};
+use super::procattr::AttrDir;
+use super::LsmError;
 
 /// `SELINUX_MAGIC` from `<linux/magic.h>`.
 const SELINUX_MAGIC: FsType = FsType(0xf97c_ff8c);
@@ -52,20 +53,20 @@ pub fn check_label(what: &'static str, label: &str) -> Result<(), LsmError> {
 }
 
 /// The context of this thread's next `execve`.
-pub fn set_exec_label(label: &str) -> Result<(), LsmError> {
-    procattr::write("exec", label.as_bytes())
+pub fn set_exec_label(attrs: &AttrDir, label: &str) -> Result<(), LsmError> {
+    attrs.write("exec", label.as_bytes())
 }
 
 /// Run `f` (which creates the session keyring) with `label` as the context of new keys,
 /// then go back to the default. runc does the same around its keyring join.
 pub fn with_key_label<T, E: From<LsmError>>(
-    label: Option<&str>,
+    attrs: &AttrDir,
+    label: &str,
     f: impl FnOnce() -> Result<T, E>,
 ) -> Result<T, E> {
-    let Some(label) = label else { return f() };
-    procattr::write("keycreate", label.as_bytes())?;
+    attrs.write("keycreate", label.as_bytes())?;
     let result = f();
-    procattr::write("keycreate", b"")?;
+    attrs.write("keycreate", b"")?;
     result
 }
 

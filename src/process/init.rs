@@ -14,12 +14,13 @@ use oci_spec::runtime::Process;
 
 use super::setup::{
     enter_cwd, environment, exec, join_keyring, lookup_path, needs_admin_for_seccomp, set_rlimits,
-    switch_user,
+    share_keyring, switch_user,
 };
 use super::sync::{Channel, Msg};
 use super::CreatePlan;
 use crate::error::{Error, Result};
 use crate::hooks::{run_spec_hooks, Phase};
+use crate::lsm::ExecLabels;
 use crate::{rootfs, sys};
 
 /// Entry point in the child. Never returns.
@@ -62,6 +63,9 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     }
     // The container dir lock belongs to the parent; our inherited copy would keep it held.
     sys::close_inherited(plan.lock_fd);
+    if let Some(fd) = plan.agent_fd {
+        sys::close_inherited(fd);
+    }
     // Device nodes and directories get exactly the modes asked for.
     sys::set_umask(0);
     // `run` blocks the signals it forwards; the container must start with none blocked.
@@ -87,6 +91,8 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(Error::sys("unshare(CLONE_NEWCGROUP)"))?;
     }
+    // While /proc is still the runtime's (lsm::procattr says why).
+    let labels = ExecLabels::prepare(process)?;
     plan.namespaces.join_all()?;
     if plan.namespaces.new_time {
         crate::namespaces::enter_new_time_ns(&crate::namespaces::time_offsets(spec))?;
@@ -95,8 +101,10 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         sys::loopback_up().map_err(Error::sys("bring up lo (SIOCSIFFLAGS)"))?;
     }
     if !plan.no_new_keyring {
-        let label = crate::lsm::selinux_label(process);
-        crate::lsm::selinux::with_key_label(label, || join_keyring(plan.id))?;
+        let joined = ExecLabels::with_key_label(labels.as_ref(), || join_keyring(plan.id))?;
+        if let Some(serial) = joined {
+            share_keyring(serial, userns)?;
+        }
     }
     set_hostname(plan)?;
     // Through the runtime's /proc: a container without a mount namespace has none after its
@@ -171,7 +179,9 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
         linux.and_then(|l| l.personality().as_ref()),
         linux.and_then(|l| l.memory_policy().as_ref()),
     )?;
-    crate::lsm::set_exec_labels(process)?;
+    if let Some(labels) = labels {
+        labels.apply()?;
+    }
     switch_user(process, needs_admin_for_seccomp(process, plan.seccomp))?;
     // Changing credentials clears the death signal: re-arm it until `Persisted` (sync.rs 3).
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(Error::sys("prctl(PR_SET_PDEATHSIG)"))?;
@@ -182,6 +192,11 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     let late_seccomp = match plan.seccomp {
         Some(program) if program.has_notify() => {
             super::setup::install_seccomp(program, chan)?;
+            // The CAP_SYS_ADMIN kept for the install must not last through the wait for
+            // `start` and the hooks: the sets become exactly the spec's now.
+            if needs_admin_for_seccomp(process, plan.seccomp) {
+                super::setup::drop_kept_admin(process)?;
+            }
             None
         }
         other => other,

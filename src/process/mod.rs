@@ -24,6 +24,9 @@ pub struct CreatePlan<'a> {
     pub exec_fifo: OwnedFd,
     /// The container dir's lock fd, which the init must close (see `state::ContainerDir`).
     pub lock_fd: RawFd,
+    /// The seccomp agent's connection (NOTIFY rules), which the init must close too: the
+    /// parent sends on it and closes it, and the agent waits for that end.
+    pub agent_fd: Option<RawFd>,
     pub no_pivot: bool,
     /// `--no-new-keyring`: keep the caller's session keyring.
     pub no_new_keyring: bool,

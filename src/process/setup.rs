@@ -82,18 +82,42 @@ pub(super) fn install_seccomp(program: &crate::seccomp::Program, chan: &Channel)
     Ok(())
 }
 
+/// The capability sets exactly as `process` asks, without the CAP_SYS_ADMIN that
+/// [`switch_user`] kept for the seccomp install (`keep_admin`).
+pub(super) fn drop_kept_admin(process: &Process) -> Result<()> {
+    let none = capabilities::none();
+    capabilities::apply_sets(process.capabilities().as_ref().unwrap_or(&none), false)
+}
+
 /// Join (creating it if need be) the container's session keyring `_ses.ID`, as runc's init
-/// and setns init do: nothing of the caller's session keyring reaches the container.
-pub(super) fn join_keyring(id: &str) -> Result<()> {
+/// and setns init do: nothing of the caller's session keyring reaches the container. Returns
+/// its serial (`None` on kernels without keyrings).
+pub(super) fn join_keyring(id: &str) -> Result<Option<i32>> {
     let name = CString::new(format!("_ses.{id}")).map_err(|_| Error::InvalidId(id.into()))?;
     match sys::join_session_keyring(&name) {
+        Ok(serial) => Ok(Some(serial)),
         // Kernels without keyrings (or that filter keyctl) simply share nothing.
-        Ok(()) | Err(nix::errno::Errno::ENOSYS) => Ok(()),
+        Err(nix::errno::Errno::ENOSYS) => Ok(None),
         Err(errno) => Err(Error::Sys {
             syscall: "keyctl(KEYCTL_JOIN_SESSION_KEYRING)",
             errno,
         }),
     }
+}
+
+/// Let the keyring's owner (in a user namespace: anyone, as ids differ there) search it, so
+/// that an `exec`'d process finds it by name and joins it instead of making another one
+/// (runc's `ModKeyringPerm`).
+pub(super) fn share_keyring(serial: i32, userns: bool) -> Result<()> {
+    const KEY_USR_SEARCH: u32 = 0x0008_0000;
+    const KEY_OTH_SEARCH: u32 = 0x0000_0008;
+    let perm = sys::keyring_perm(serial).map_err(Error::sys("keyctl(KEYCTL_DESCRIBE)"))?;
+    let search = if userns {
+        KEY_OTH_SEARCH
+    } else {
+        KEY_USR_SEARCH
+    };
+    sys::set_keyring_perm(serial, perm | search).map_err(Error::sys("keyctl(KEYCTL_SETPERM)"))
 }
 
 pub(super) fn set_rlimits(process: &Process) -> Result<()> {

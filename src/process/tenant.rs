@@ -22,6 +22,7 @@ use super::setup::{
 use super::sync::{self, Msg};
 use crate::cgroups::Cgroup;
 use crate::error::{Error, Result};
+use crate::lsm::ExecLabels;
 use crate::namespaces::{clone_in_pid_ns, Join};
 use crate::sys::sched::{self, Mask};
 use crate::sys::{self, Forked};
@@ -148,6 +149,10 @@ pub fn spawn(
         Forked::Child { in_cgroup } => {
             // No host directory fd may stay open in the container (CVE-2024-21626).
             drop(cgroup_dir);
+            // Only `exec` itself talks to the seccomp agent, and closes the connection after.
+            if let Some((agent, _)) = extras.seccomp_agent {
+                sys::close_inherited(agent.raw_fd());
+            }
             drop(parent_end);
             // Die with `exec` while being set up (the death signal is cleared just before
             // execve: a process that got that far runs, as it does after a finished exec).
@@ -219,6 +224,8 @@ fn child(
         crate::intelrdt::place(group, nix::unistd::getpid())?;
     }
     set_final_affinity(process)?;
+    // While /proc is still the runtime's (lsm::procattr says why).
+    let labels = ExecLabels::prepare(process)?;
     for j in joins {
         setns(j.fd.as_fd(), j.flag).map_err(Error::sys_path("setns", &j.path))?;
     }
@@ -228,8 +235,7 @@ fn child(
         chroot(".").map_err(Error::sys("chroot to the init's root"))?;
     }
     if let Some(id) = extras.keyring {
-        let label = crate::lsm::selinux_label(process);
-        crate::lsm::selinux::with_key_label(label, || join_keyring(id))?;
+        ExecLabels::with_key_label(labels.as_ref(), || join_keyring(id))?;
     }
     // After setns(mnt): the pty comes from the container's devpts.
     match console {
@@ -248,7 +254,9 @@ fn child(
         prctl::set_no_new_privs().map_err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     }
     attrs::apply(process, extras.personality, extras.memory_policy)?;
-    crate::lsm::set_exec_labels(process)?;
+    if let Some(labels) = labels {
+        labels.apply()?;
+    }
     switch_user(process, needs_admin_for_seccomp(process, seccomp))?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
     // (Changing credentials may have cleared it already.)

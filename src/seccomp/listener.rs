@@ -59,6 +59,12 @@ pub fn process_state(pid: i32, metadata: Option<&str>, state: &[u8]) -> Vec<u8> 
 }
 
 impl Agent {
+    /// The connection's descriptor: a child cloned while it is open closes its copy, or the
+    /// agent would never see the connection end.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_raw_fd()
+    }
+
     /// Send the process state of `pid` with `listener`. The caller then drops the agent: the
     /// spec wants the connection closed after one message.
     pub fn send(&self, pid: i32, state: &[u8], listener: BorrowedFd) -> Result<(), SeccompError> {

@@ -21,6 +21,8 @@ pub fn load(store: &Store, cache: &Cache, image: &str) -> Result<Base> {
         image: image.to_string(),
         msg,
     };
+    // checked here, at every FROM, so a bad value fails before any step is dated
+    crate::stage::source_date()?;
     if image == "scratch" {
         return Ok(Base {
             config: ImageConfig::scratch(),
@@ -136,9 +138,11 @@ fn from_dir(store: &Store, cache: &Cache, dir: &Path) -> Result<Base> {
     }
     let snap = layer::snapshot(dir)?;
     let key = sha256_hex(format!("dir:{}\n{snap:?}", dir.display()).as_bytes());
+    let mut fresh = false;
     let layer = match cache.get(&key) {
         Some(Some(l)) if store.has(&l.digest) => l,
         _ => {
+            fresh = true;
             let l = layer::diff(store, dir, &Snapshot::new())?
                 .ok_or_else(|| Error::Usage(format!("{}: empty directory", dir.display())))?;
             cache.put(&key, Some(&l))?;
@@ -147,9 +151,17 @@ fn from_dir(store: &Store, cache: &Cache, dir: &Path) -> Result<Base> {
     };
     let mut config = ImageConfig::scratch();
     config.rootfs.diff_ids.push(layer.diff_id.clone());
+    // the image goes to other hosts: name the directory only by its last component
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    config.created = crate::stage::step_date(&store.root, &key, fresh);
     config.history.push(oci::History {
-        created: "1970-01-01T00:00:00Z".into(),
-        created_by: format!("gpurun-build: rootfs directory {}", dir.display()),
+        created: config.created.clone(),
+        created_by: format!("FROM dir:{name}"),
+        comment: "gpurun-build: rootfs directory".into(),
         ..Default::default()
     });
     config

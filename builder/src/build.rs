@@ -22,6 +22,16 @@ pub struct Opts {
     pub runtime: PathBuf,
     pub devices: Vec<String>,
     pub store_root: PathBuf,
+    /// `--network`: RUN's default network (host when `None`).
+    pub network: Option<String>,
+    /// `--secret id=ID,src=PATH`, as given.
+    pub secrets: Vec<String>,
+    /// `--platform`, as given.
+    pub platform: Option<String>,
+    /// `--progress`: plain, tty or auto.
+    pub progress: String,
+    /// `-q`: no step output.
+    pub quiet: bool,
 }
 
 pub struct Builder {
@@ -40,6 +50,10 @@ pub struct Builder {
     pub used_args: BTreeSet<String>,
     /// The last RUN/COPY step was a cache hit.
     pub last_cached: bool,
+    /// `--secret`s, for `RUN --mount=type=secret`.
+    pub secrets: crate::secret::Secrets,
+    /// RUN's network when a step does not say (`--network none`).
+    pub network_none: bool,
     seq: usize,
 }
 
@@ -50,6 +64,22 @@ pub struct Built {
 
 impl Builder {
     pub fn new(opts: Opts) -> Result<Builder> {
+        // Flags are checked before anything is opened or pulled.
+        let network_none = match opts.network.as_deref() {
+            None | Some("host" | "default") => false,
+            Some("none") => true,
+            Some(v) => return Err(Error::Usage(format!("--network {v}: use host or none"))),
+        };
+        if let Some(p) = &opts.platform {
+            check_platform(p).map_err(|m| Error::Usage(format!("--platform {p}: {m}")))?;
+        }
+        if !matches!(opts.progress.as_str(), "plain" | "tty" | "auto") {
+            return Err(Error::Usage(format!(
+                "--progress {}: use plain, tty or auto",
+                opts.progress
+            )));
+        }
+        let secrets = crate::secret::Secrets::parse(&opts.secrets)?;
         let store = Store::open(&opts.store_root)?;
         let cache = Cache::new(&store, !opts.no_cache);
         let ignore = std::rc::Rc::new(Ignore::load(&opts.context, &opts.dockerfile)?);
@@ -65,6 +95,8 @@ impl Builder {
             step_total: 0,
             used_args: BTreeSet::new(),
             last_cached: false,
+            secrets,
+            network_none,
             seq: 0,
             opts,
         })
@@ -78,7 +110,7 @@ impl Builder {
 
     pub fn build(&mut self, df: &Dockerfile) -> Result<Built> {
         self.escape = df.escape;
-        self.globals = platform_args();
+        self.globals = platform_args(self.opts.platform.as_deref());
         for step in &df.global_args {
             let Kind::Arg(text) = &step.kind else {
                 continue;
@@ -112,13 +144,16 @@ impl Builder {
             for step in &st.steps {
                 self.step_no += 1;
                 let t = Instant::now();
-                let res = self.step(&mut stage, step);
+                let res = crate::cancel::check().and_then(|()| self.step(&mut stage, step));
                 if let Err(e) = res {
                     stage.cleanup();
                     self.cleanup();
                     return Err(e.at_line(step.line));
                 }
-                if matches!(step.kind, Kind::Run { .. } | Kind::Copy { .. }) && !self.last_cached {
+                if matches!(step.kind, Kind::Run { .. } | Kind::Copy { .. })
+                    && !self.last_cached
+                    && !self.opts.quiet
+                {
                     println!(
                         "[{}/{}] done in {:.3}s",
                         self.step_no,
@@ -130,7 +165,7 @@ impl Builder {
             self.done[i] = Some(stage);
         }
         for k in self.opts.build_args.keys() {
-            if !self.used_args.contains(k) && !platform_args().contains_key(k) {
+            if !self.used_args.contains(k) && !platform_args(None).contains_key(k) {
                 eprintln!("warning: build-arg {k} was not consumed by any ARG");
             }
         }
@@ -220,25 +255,19 @@ impl Builder {
             expand::word(image, &self.globals, self.escape).map_err(|m| at(step.line, m))?;
         if let Some(p) = platform {
             let p = expand::word(p, &self.globals, self.escape).map_err(|m| at(step.line, m))?;
-            if p != format!("linux/{}", oci::arch()) {
-                return Err(at(
-                    step.line,
-                    format!(
-                        "--platform={p}: only linux/{} can be built here",
-                        oci::arch()
-                    ),
-                ));
-            }
+            check_platform(&p).map_err(|m| at(step.line, format!("--platform={p}: {m}")))?;
         }
-        println!(
-            "[{}/{}] FROM {image}{}",
-            self.step_no,
-            self.step_total,
-            alias
-                .as_ref()
-                .map(|a| format!(" AS {a}"))
-                .unwrap_or_default()
-        );
+        if !self.opts.quiet {
+            println!(
+                "[{}/{}] FROM {image}{}",
+                self.step_no,
+                self.step_total,
+                alias
+                    .as_ref()
+                    .map(|a| format!(" AS {a}"))
+                    .unwrap_or_default()
+            );
+        }
         let work = self
             .store
             .root
@@ -258,8 +287,34 @@ impl Builder {
     }
 }
 
-/// TARGETPLATFORM, TARGETOS, TARGETARCH, BUILDPLATFORM … (this machine; no cross builds).
-fn platform_args() -> Vars {
+/// `--platform` / `FROM --platform`: this host's `linux/ARCH[/VARIANT]` only, since RUN steps
+/// run natively (no emulation). Returns the variant.
+fn check_platform(p: &str) -> std::result::Result<String, String> {
+    let arch = oci::arch();
+    let parts: Vec<&str> = p.split('/').collect();
+    let variant = match parts[..] {
+        ["linux", a] if a == arch => "",
+        ["linux", a, v] if a == arch => v,
+        _ => {
+            return Err(format!(
+                "only linux/{arch} (this machine) can be built here; RUN steps are not emulated"
+            ))
+        }
+    };
+    let known: &[&str] = match arch {
+        "amd64" => &["v1", "v2", "v3", "v4"],
+        "arm64" => &["v8"],
+        _ => &[],
+    };
+    if !variant.is_empty() && !known.contains(&variant) {
+        return Err(format!("unknown variant {variant:?} of linux/{arch}"));
+    }
+    Ok(variant.to_string())
+}
+
+/// TARGETPLATFORM, TARGETOS, TARGETARCH, BUILDPLATFORM … (this machine; no cross builds; a
+/// checked `--platform` may add a variant to the TARGET ones).
+fn platform_args(platform: Option<&str>) -> Vars {
     let arch = oci::arch();
     let mut v = Vars::new();
     for p in ["TARGET", "BUILD"] {
@@ -268,5 +323,23 @@ fn platform_args() -> Vars {
         v.insert(format!("{p}ARCH"), arch.into());
         v.insert(format!("{p}VARIANT"), String::new());
     }
+    if let Some(variant) = platform.and_then(|p| check_platform(p).ok()) {
+        if !variant.is_empty() {
+            v.insert("TARGETPLATFORM".into(), format!("linux/{arch}/{variant}"));
+            v.insert("TARGETVARIANT".into(), variant);
+        }
+    }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn platforms() {
+        let host = format!("linux/{}", super::oci::arch());
+        assert_eq!(super::check_platform(&host).unwrap(), "");
+        assert!(super::check_platform("linux/s390x").is_err());
+        assert!(super::check_platform("windows/amd64").is_err());
+        assert!(super::check_platform(&format!("{host}/v9")).is_err());
+    }
 }

@@ -1,5 +1,6 @@
 //! Step cache: key (parent state + instruction with resolved args + input digests) → the layer
-//! that step produced (or none, for a step that changed no file). One small JSON file per key.
+//! that step produced (or none, for a step that changed no file). One small JSON file per key;
+//! its mtime is the last use (`prune --keep-storage` evicts by it).
 
 use crate::error::{io, Result};
 use crate::layer::Layer;
@@ -31,11 +32,15 @@ impl Cache {
         if !self.enabled {
             return None;
         }
-        let data = std::fs::read(self.dir.join(key)).ok()?;
+        let path = self.dir.join(key);
+        let data = std::fs::read(&path).ok()?;
         let e: Entry = serde_json::from_slice(&data).ok()?;
         match e.layer {
             Some(l) if !self.store.has(&l.digest) => None,
-            l => Some(l),
+            l => {
+                touch(&path);
+                Some(l)
+            }
         }
     }
 
@@ -47,6 +52,17 @@ impl Cache {
         let data = serde_json::to_vec(&e).expect("cache entry serializes");
         std::fs::write(&tmp, data).map_err(io(&tmp))?;
         let dst = self.dir.join(key);
-        std::fs::rename(&tmp, &dst).map_err(io(dst))
+        std::fs::rename(&tmp, &dst).map_err(io(dst))?;
+        // Every filesystem step ends here: the finished step stays cached, and a SIGINT/SIGTERM
+        // that came during it (a COPY, a layer being written) stops the build before the next.
+        crate::cancel::check()
+    }
+}
+
+/// Mark an entry as used: `prune --keep-storage` evicts the least recently used first (by
+/// mtime, since atime is often not kept).
+fn touch(path: &std::path::Path) {
+    if let Ok(f) = std::fs::File::options().write(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
     }
 }

@@ -20,6 +20,12 @@ pub enum Error {
     Image { image: String, msg: String },
     #[error("{0}")]
     Usage(String),
+    /// SIGINT/SIGTERM arrived; `line`: the Dockerfile line of the step it interrupted.
+    #[error("cancelled by {}{}", crate::cancel::name(*signal), line.map(|l| format!(" at Dockerfile line {l}")).unwrap_or_default())]
+    Cancelled { signal: i32, line: Option<usize> },
+    /// `prune` arguments and failures.
+    #[error("prune {path}: {msg}")]
+    Prune { path: PathBuf, msg: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -44,15 +50,23 @@ impl Error {
     pub fn at_line(self, line: usize) -> Error {
         match self {
             Error::Line { .. } | Error::RunFailed { .. } | Error::Parse { .. } => self,
+            Error::Cancelled { signal, line: None } => Error::Cancelled {
+                signal,
+                line: Some(line),
+            },
+            Error::Cancelled { .. } => self,
             other => at(line, other.to_string()),
         }
     }
 
-    /// Exit status for the CLI: a failed RUN exits with the step's own code.
+    /// Exit status for the CLI: a failed RUN exits with the step's own code, a cancelled build
+    /// with 128 + the signal.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::RunFailed { code, .. } if *code > 0 && *code < 256 => *code,
             Error::Usage(_) => 2,
+            // The shell's convention for a process ended by a signal: 130 (INT), 143 (TERM).
+            Error::Cancelled { signal, .. } => 128 + signal,
             _ => 1,
         }
     }

@@ -148,7 +148,7 @@ pub fn download(url: &str, dir: &Path) -> Result<Fetched, String> {
             .get(url)
             .send()
             .await
-            .map_err(|e| fail(error_chain(&e)))?;
+            .map_err(|e| fail(explain(&e, url_host(url))))?;
         if !resp.status().is_success() {
             return Err(fail(format!("HTTP {}", resp.status())));
         }
@@ -158,7 +158,11 @@ pub fn download(url: &str, dir: &Path) -> Result<Fetched, String> {
             .and_then(|v| v.to_str().ok())
             .and_then(http_date);
         let mut f = std::fs::File::create(&path).map_err(|e| fail(format!("{e}")))?;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| fail(error_chain(&e)))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| fail(explain(&e, url_host(url))))?
+        {
             f.write_all(&chunk)
                 .map_err(|e| fail(format!("writing {}: {e}", path.display())))?;
         }
@@ -166,9 +170,64 @@ pub fn download(url: &str, dir: &Path) -> Result<Fetched, String> {
     })
 }
 
+/// The host[:port] of a URL, for messages.
+#[cfg(feature = "registry")]
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+}
+
+/// A network error → its cause first ("cannot resolve HOST", "connection refused by HOST",
+/// "TLS error with HOST", "timed out …"), found by walking the `source()` chain of
+/// reqwest/hyper/native-tls/io errors, then the whole chain for details.
+#[cfg(feature = "registry")]
+pub fn explain(e: &(dyn std::error::Error + 'static), host: &str) -> String {
+    use std::io::ErrorKind;
+    let chain = error_chain(e);
+    let low = chain.to_ascii_lowercase();
+    let mut kind = None;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            kind = Some(io.kind());
+        }
+        cur = c.source();
+    }
+    let has = |words: &[&str]| words.iter().any(|w| low.contains(w));
+    let cause = if has(&[
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+    ]) {
+        format!("cannot resolve {}", host_only(host))
+    } else if kind == Some(ErrorKind::ConnectionRefused) || has(&["connection refused"]) {
+        format!("connection refused by {host}")
+    } else if kind == Some(ErrorKind::TimedOut) || has(&["timed out", "deadline has elapsed"]) {
+        format!("timed out connecting to {host}")
+    } else if has(&["certificate", "tls", "ssl", "handshake"]) {
+        format!("TLS error with {host}")
+    } else if kind == Some(ErrorKind::ConnectionReset) || has(&["connection reset"]) {
+        format!("connection reset by {host}")
+    } else if has(&["network is unreachable", "no route to host"]) {
+        format!("{host} is unreachable")
+    } else {
+        return chain;
+    };
+    format!("{cause} ({chain})")
+}
+
+/// `host:port` → host (a bracketed IPv6 address keeps its brackets).
+#[cfg(feature = "registry")]
+fn host_only(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
 /// reqwest's message and its causes ("error sending request: … Connection refused").
 #[cfg(feature = "registry")]
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -182,6 +241,37 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "registry")]
+    #[test]
+    fn causes_are_named() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        use std::io::{Error as E, ErrorKind as K};
+        let refused = Outer(E::from(K::ConnectionRefused));
+        assert!(explain(&refused, "localhost:1").starts_with("connection refused by localhost:1"));
+        let dns = Outer(E::other(
+            "failed to lookup address information: Name or service not known",
+        ));
+        assert!(explain(&dns, "nx.invalid:5000").starts_with("cannot resolve nx.invalid ("));
+        let tls = Outer(E::other("certificate verify failed"));
+        assert!(explain(&tls, "h").starts_with("TLS error with h"));
+        assert_eq!(
+            explain(&Outer(E::other("odd")), "h"),
+            "error sending request: odd"
+        );
+        assert_eq!(url_host("https://h:8/x?y"), "h:8");
+    }
 
     #[test]
     fn names_and_dates() {

@@ -6,6 +6,7 @@ mod archive;
 mod base;
 mod build;
 mod cache;
+mod cancel;
 mod context;
 mod copy;
 mod copy_step;
@@ -18,8 +19,10 @@ mod ignore;
 mod layer;
 mod oci;
 mod output;
+mod prune;
 mod registry;
 mod run;
+mod secret;
 mod spec;
 mod stage;
 mod steps;
@@ -79,16 +82,99 @@ struct Cli {
     /// as root, else ~/.cache/gpurun-build)
     #[arg(long = "cache-dir", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Image format of --oci-layout/--oci-archive: oci, or docker (Docker's manifest and
+    /// config media types; keeps HEALTHCHECK where Docker and Podman read it)
+    #[arg(long, value_enum, default_value = "oci")]
+    format: oci::Format,
+    /// Network of RUN steps: host (default) or none (RUN --network overrides it)
+    #[arg(long, value_name = "host|none")]
+    network: Option<String>,
+    /// Secret for RUN --mount=type=secret: id=ID,src=PATH (repeatable)
+    #[arg(long = "secret", value_name = "id=ID,src=PATH")]
+    secrets: Vec<String>,
+    /// Target platform; only this host's (linux/ARCH) can be built
+    #[arg(long, value_name = "linux/ARCH")]
+    platform: Option<String>,
+    /// Output of the steps: plain, tty or auto (tty on a terminal)
+    #[arg(long, default_value = "auto", value_name = "plain|tty|auto")]
+    progress: String,
+    /// Print only the result (image digest or output paths), not the steps
+    #[arg(short, long)]
+    quiet: bool,
     /// Build context directory
     context: PathBuf,
 }
 
+/// `gpurun-build prune`: a separate parser, so the build's positional CONTEXT stays as it is
+/// (a context dir named `prune` is still built as `gpurun-build ./prune`).
+#[derive(Parser, Debug)]
+#[command(
+    name = "gpurun-build prune",
+    about = "Remove what interrupted builds left, unused layers and cache entries"
+)]
+struct PruneCli {
+    /// Remove every cache entry, layer and cache mount, not only unused ones
+    #[arg(long)]
+    all: bool,
+    /// Then evict least recently used cache entries until the layers take at most SIZE
+    /// (bytes, or 512M, 10GB …)
+    #[arg(long = "keep-storage", value_name = "SIZE", value_parser = prune::parse_size)]
+    keep_storage: Option<u64>,
+    /// The builder's cache dir (default: as for a build)
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Runtime that stops RUN containers a killed build left (default: as for a build)
+    #[arg(long)]
+    runtime: Option<PathBuf>,
+}
+
 fn main() {
-    let cli = Cli::parse();
-    if let Err(e) = real_main(cli) {
-        eprintln!("gpurun-build: error: {e}");
-        std::process::exit(e.exit_code());
+    // First, before any thread exists: every later thread inherits the blocked mask.
+    if let Err(e) = cancel::install() {
+        eprintln!("gpurun-build: warning: {e}; SIGINT/SIGTERM will not stop RUN containers");
     }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let res = if args.get(1).is_some_and(|a| a == "prune") {
+        prune_main(PruneCli::parse_from(&args[1..]))
+    } else {
+        real_main(Cli::parse_from(&args))
+    };
+    match res {
+        Err(e @ Error::Cancelled { .. }) => {
+            let what = if cancel::container_stopped() {
+                "RUN container stopped, work tree removed"
+            } else {
+                "work tree removed"
+            };
+            eprintln!("gpurun-build: {e}: {what}");
+            std::process::exit(e.exit_code());
+        }
+        Err(e) => {
+            eprintln!("gpurun-build: error: {e}");
+            std::process::exit(e.exit_code());
+        }
+        Ok(()) => {}
+    }
+}
+
+fn prune_main(cli: PruneCli) -> Result<()> {
+    let root = absolute(&cli.cache_dir.unwrap_or_else(default_cache))?;
+    let freed = prune::prune(&prune::Opts {
+        root: root.clone(),
+        runtime: cli
+            .runtime
+            .map_or_else(default_runtime, |r| absolute(&r).unwrap_or(r)),
+        all: cli.all,
+        keep_storage: cli.keep_storage,
+    })?;
+    println!("gpurun-build prune: {}: {freed}", root.display());
+    if freed.busy {
+        println!(
+            "a build is running on {}: cache entries and layers kept",
+            root.display()
+        );
+    }
+    Ok(())
 }
 
 fn default_runtime() -> PathBuf {
@@ -177,15 +263,42 @@ fn real_main(cli: Cli) -> Result<()> {
             .map_or_else(default_runtime, |r| absolute(&r).unwrap_or(r)),
         devices: cli.devices.clone(),
         store_root: absolute(&cli.cache_dir.clone().unwrap_or_else(default_cache))?,
+        network: cli.network.clone(),
+        secrets: cli.secrets.clone(),
+        platform: cli.platform.clone(),
+        progress: cli.progress.clone(),
+        quiet: cli.quiet,
     };
     let t = Instant::now();
+    let root = opts.store_root.clone();
+    let runtime = opts.runtime.clone();
+    // Held until exit: `prune` then keeps the layers this build is writing.
+    let _lock = prune::build_lock(&root);
+    // What builds killed with SIGKILL left (their pid is gone): cheap, names only.
+    prune::remove_leftovers(&root, &runtime, |pid| {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    let res = build_and_write(&cli, opts, &df);
+    if res.is_err() && cancel::signal().is_some() {
+        // A cancelled step may have left a partial layer or work tree behind its error path.
+        let own = std::process::id();
+        prune::remove_leftovers(&root, &runtime, |pid| pid == own);
+    }
+    res?;
+    if !cli.quiet {
+        println!("built in {:.3}s", t.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+fn build_and_write(cli: &Cli, opts: build::Opts, df: &dockerfile::Dockerfile) -> Result<()> {
     let mut b = build::Builder::new(opts)?;
-    let mut built = b.build(&df)?;
-    let res = write_outputs(&cli, &b.store, &mut built.stage);
+    let mut built = b.build(df)?;
+    let res = write_outputs(cli, &b.store, &mut built.stage);
     built.stage.cleanup();
     res?;
-    println!("built in {:.3}s", t.elapsed().as_secs_f64());
-    Ok(())
+    // A signal during the outputs: the build did not finish as asked.
+    cancel::check()
 }
 
 fn write_outputs(cli: &Cli, store: &store::Store, stage: &mut stage::Stage) -> Result<()> {
@@ -194,11 +307,11 @@ fn write_outputs(cli: &Cli, store: &store::Store, stage: &mut stage::Stage) -> R
         println!("bundle: {}", dir.display());
     }
     if let Some(dir) = &cli.oci_layout {
-        let d = output::write_layout(store, stage, dir, &cli.tag)?;
+        let d = output::write_layout(store, stage, dir, &cli.tag, cli.format)?;
         println!("oci layout: {} ({})", dir.display(), d.digest);
     }
     if let Some(file) = &cli.oci_archive {
-        let d = output::write_archive(store, stage, file, &cli.tag)?;
+        let d = output::write_archive(store, stage, file, &cli.tag, cli.format)?;
         println!("oci archive: {} ({})", file.display(), d.digest);
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! podman accept).
 
 use crate::error::{io, Error, Result};
-use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
+use crate::oci::{self, Descriptor, Format, ImageConfig, Index, Manifest};
 use crate::spec::{config_json, process_args, SpecInput};
 use crate::stage::Stage;
 use crate::store::Store;
@@ -154,23 +154,43 @@ pub fn write_bundle(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> 
     std::fs::write(&p, serde_json::to_vec(&stamp).expect("stamp serializes")).map_err(io(&p))
 }
 
-/// Store the config and manifest blobs; returns the manifest's descriptor.
-fn manifest(store: &Store, stage: &Stage) -> Result<Descriptor> {
-    let cfg: &ImageConfig = &stage.config;
-    let (cdig, csize) = store.put(&serde_json::to_vec(cfg).expect("config serializes"))?;
+/// Media types of (manifest, config, gzip layer) for `--format`.
+fn media_types(format: Format) -> (&'static str, &'static str, &'static str) {
+    match format {
+        Format::Oci => (oci::MT_MANIFEST, oci::MT_CONFIG, oci::MT_LAYER_GZIP),
+        Format::Docker => (
+            oci::DOCKER_MANIFEST,
+            oci::DOCKER_CONFIG,
+            oci::DOCKER_LAYER_GZIP,
+        ),
+    }
+}
+
+/// Store the config and manifest blobs; returns the manifest's descriptor and the config's.
+fn manifest(store: &Store, stage: &Stage, format: Format) -> Result<(Descriptor, Descriptor)> {
+    let (mt_manifest, mt_config, mt_layer) = media_types(format);
+    let cfg: ImageConfig = stage
+        .config
+        .for_format(format, &stage.annotations, &stage.shell)
+        .map_err(Error::Usage)?;
+    let (cdig, csize) = store.put(&serde_json::to_vec(&cfg).expect("config serializes"))?;
     let m = Manifest {
         schema_version: 2,
-        media_type: Some(oci::MT_MANIFEST.into()),
-        config: desc(oci::MT_CONFIG, &cdig, csize),
+        media_type: Some(mt_manifest.into()),
+        config: desc(mt_config, &cdig, csize),
         layers: stage
             .layers
             .iter()
-            .map(|l| desc(oci::MT_LAYER_GZIP, &l.digest, l.size))
+            .map(|l| desc(mt_layer, &l.digest, l.size))
             .collect(),
-        annotations: stage.annotations.clone(),
+        // Docker's schema 2 has no annotations: HEALTHCHECK/ONBUILD are in its config
+        annotations: match format {
+            Format::Oci => stage.annotations.clone(),
+            Format::Docker => BTreeMap::new(),
+        },
     };
     let (mdig, msize) = store.put(&serde_json::to_vec(&m).expect("manifest serializes"))?;
-    Ok(desc(oci::MT_MANIFEST, &mdig, msize))
+    Ok((desc(mt_manifest, &mdig, msize), m.config))
 }
 
 fn desc(mt: &str, digest: &str, size: u64) -> Descriptor {
@@ -183,21 +203,33 @@ fn desc(mt: &str, digest: &str, size: u64) -> Descriptor {
     }
 }
 
+/// Write `data` at `path` unless it already holds it (an unchanged output keeps its mtime).
+fn write_if_changed(path: &Path, data: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == data) {
+        return Ok(());
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, data).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
 /// Write (or add to) an OCI image layout at `dir`, tagged `name`.
-pub fn write_layout(store: &Store, stage: &Stage, dir: &Path, name: &str) -> Result<Descriptor> {
-    let mut md = manifest(store, stage)?;
+pub fn write_layout(
+    store: &Store,
+    stage: &Stage,
+    dir: &Path,
+    name: &str,
+    format: Format,
+) -> Result<Descriptor> {
+    let (mut md, cd) = manifest(store, stage, format)?;
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
-    let cfg_digest = {
-        let m: Manifest =
-            serde_json::from_slice(&store.read(&md.digest)?).expect("manifest we wrote");
-        m.config.digest
-    };
     let digests = stage
         .layers
         .iter()
         .map(|l| l.digest.clone())
-        .chain([cfg_digest, md.digest.clone()]);
+        .chain([cd.digest, md.digest.clone()]);
     for d in digests {
         let dst = blobs.join(d.trim_start_matches("sha256:"));
         if !dst.exists() {
@@ -228,30 +260,58 @@ pub fn write_layout(store: &Store, stage: &Stage, dir: &Path, name: &str) -> Res
         .manifests
         .retain(|d| d.annotations.get(oci::REF_NAME) != Some(&tag));
     index.manifests.push(md.clone());
-    let layout = dir.join("oci-layout");
-    std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(&layout))?;
-    let tmp = dir.join("index.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&index).expect("index serializes"))
-        .map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &index_path).map_err(io(&index_path))?;
+    write_if_changed(
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    write_if_changed(
+        &index_path,
+        &serde_json::to_vec(&index).expect("index serializes"),
+    )?;
     Ok(md)
 }
 
-/// Write an OCI archive (a tar of a one-image layout) at `file`.
-pub fn write_archive(store: &Store, stage: &Stage, file: &Path, name: &str) -> Result<Descriptor> {
+/// Write an OCI archive (a tar of a one-image layout) at `file`; with `--format docker` it
+/// also holds Docker's `manifest.json`, so `docker load` of any version reads it. An archive
+/// that already holds this image is left as it is.
+pub fn write_archive(
+    store: &Store,
+    stage: &Stage,
+    file: &Path,
+    name: &str,
+    format: Format,
+) -> Result<Descriptor> {
     let tmp = store.tmp("layout");
     let res = (|| {
-        let md = write_layout(store, stage, &tmp, name)?;
+        let md = write_layout(store, stage, &tmp, name, format)?;
+        if format == Format::Docker {
+            docker_manifest(store, &tmp, &md, name)?;
+        }
+        let mut entries: Vec<String> = ["oci-layout", "index.json", "blobs", "blobs/sha256"]
+            .map(String::from)
+            .into();
+        if format == Format::Docker {
+            entries.insert(2, "manifest.json".into());
+        }
+        let blobs = tmp.join("blobs/sha256");
+        let mut names: Vec<String> = std::fs::read_dir(&blobs)
+            .map_err(io(&blobs))?
+            .map(|e| e.map(|e| format!("blobs/sha256/{}", e.file_name().to_string_lossy())))
+            .collect::<std::io::Result<_>>()
+            .map_err(io(&blobs))?;
+        names.sort();
+        entries.extend(names);
+        if archive_holds(file, &tmp, &entries) {
+            return Ok(md);
+        }
         let part = file.with_extension("tar.part");
         let f = std::fs::File::create(&part).map_err(io(&part))?;
         let mut tar = tar::Builder::new(f);
         tar.mode(tar::HeaderMode::Deterministic);
-        for entry in ["oci-layout", "index.json"] {
-            tar.append_path_with_name(tmp.join(entry), entry)
+        for e in &entries {
+            tar.append_path_with_name(tmp.join(e), e)
                 .map_err(io(&part))?;
         }
-        tar.append_dir_all("blobs", tmp.join("blobs"))
-            .map_err(io(&part))?;
         tar.into_inner()
             .and_then(|f| f.sync_all())
             .map_err(io(&part))?;
@@ -260,6 +320,56 @@ pub fn write_archive(store: &Store, stage: &Stage, file: &Path, name: &str) -> R
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     res
+}
+
+/// Docker's `manifest.json` (docker-archive) beside the layout's index.json.
+fn docker_manifest(store: &Store, layout: &Path, md: &Descriptor, name: &str) -> Result<()> {
+    let m: Manifest = serde_json::from_slice(&store.read(&md.digest)?).expect("manifest we wrote");
+    let path = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+    let json = serde_json::json!([{
+        "Config": path(&m.config.digest),
+        "RepoTags": [split_name(name).0],
+        "Layers": m.layers.iter().map(|l| path(&l.digest)).collect::<Vec<_>>(),
+    }]);
+    let p = layout.join("manifest.json");
+    std::fs::write(&p, serde_json::to_vec(&json).expect("json serializes")).map_err(io(&p))
+}
+
+/// Does `file` already hold exactly these entries (same names and sizes, same index.json and
+/// manifest.json)? Reads only tar headers and the two small JSON files: blobs are named by
+/// their digests, so equal names and sizes mean equal content.
+fn archive_holds(file: &Path, layout: &Path, entries: &[String]) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(file) else {
+        return false;
+    };
+    let mut ar = tar::Archive::new(f);
+    let Ok(iter) = ar.entries_with_seek() else {
+        return false;
+    };
+    let mut want = entries.iter();
+    for e in iter {
+        let Ok(mut e) = e else { return false };
+        let (Some(name), Ok(path)) = (want.next(), e.path().map(|p| p.into_owned())) else {
+            return false;
+        };
+        let Ok(meta) = std::fs::metadata(layout.join(name)) else {
+            return false;
+        };
+        let size = if meta.is_dir() { 0 } else { meta.len() };
+        if path != Path::new(name) || e.size() != size {
+            return false;
+        }
+        if name.ends_with(".json") {
+            let mut data = Vec::new();
+            if e.read_to_end(&mut data).is_err()
+                || std::fs::read(layout.join(name)).ok() != Some(data)
+            {
+                return false;
+            }
+        }
+    }
+    want.next().is_none()
 }
 
 #[cfg(test)]

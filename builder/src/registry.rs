@@ -64,9 +64,10 @@ pub fn pull(store: &Store, image: &str) -> Result<Base> {
             .pull_manifest_and_config(&reference, &auth)
             .await
             .map_err(|e| {
+            let host = reference.registry();
             err(format!(
-                "pulling the manifest from {}: {e}",
-                reference.registry()
+                "pulling the manifest from {host}: {}",
+                crate::fetch::explain(&e, host)
             ))
         })?;
         let config: ImageConfig =
@@ -84,7 +85,8 @@ pub fn pull(store: &Store, image: &str) -> Result<Base> {
                 let res = client.pull_blob(&reference, desc, file).await;
                 if let Err(e) = res {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(err(format!("pulling layer {}: {e}", desc.digest)));
+                    let why = crate::fetch::explain(&e, reference.registry());
+                    return Err(err(format!("pulling layer {}: {why}", desc.digest)));
                 }
                 store.adopt(&tmp, &desc.digest)?;
             }

@@ -9,6 +9,7 @@ use crate::user::Ids;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub struct RunStep {
     pub args: Vec<String>,
@@ -22,6 +23,8 @@ pub struct RunStep {
     pub devices: Vec<String>,
     /// A dir with a heredoc script, mounted read-only at /dev/pipes (RUN <<EOF with `#!`).
     pub pipes: Option<PathBuf>,
+    /// The step's secrets (`--mount=type=secret`), a dir bound read-only at /run/secrets.
+    pub secrets: Option<PathBuf>,
 }
 
 /// Host files a RUN step with the host network needs for name resolution.
@@ -60,6 +63,13 @@ pub fn run(
         binds.push(Bind {
             src: dir.display().to_string(),
             dst: "/dev/pipes".into(),
+            readonly: true,
+        });
+    }
+    if let Some(dir) = &step.secrets {
+        binds.push(Bind {
+            src: dir.display().to_string(),
+            dst: crate::secret::MOUNT_DIR.into(),
             readonly: true,
         });
     }
@@ -105,15 +115,21 @@ pub fn run(
         std::fs::create_dir_all(&cwd).map_err(io(&cwd))?;
     }
     std::fs::create_dir_all(state_root).map_err(io(state_root))?;
-    let status = Command::new(runtime)
-        .arg("--root")
-        .arg(state_root)
-        .args(["run", "--bundle"])
-        .arg(bundle)
-        .arg(id)
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| Error::Usage(format!("cannot execute runtime {}: {e}", runtime.display())));
+    // A signal that came while the step was being prepared: do not start the container.
+    let status = crate::cancel::check().and_then(|()| {
+        let child = Command::new(runtime)
+            .arg("--root")
+            .arg(state_root)
+            .args(["run", "--bundle"])
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                Error::Usage(format!("cannot execute runtime {}: {e}", runtime.display()))
+            })?;
+        supervise(child, runtime, state_root, id)
+    });
     // Clean up even after a failure: the container's state and what the runtime created.
     let _ = Command::new(runtime)
         .arg("--root")
@@ -126,9 +142,51 @@ pub fn run(
     }
     let _ = std::fs::remove_file(&cfg);
     let status = status?;
+    if crate::cancel::signal().is_some() {
+        // Whatever the step's exit status, it was interrupted: its tree is not a layer.
+        crate::cancel::check()?;
+    }
     Ok(status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
     }))
+}
+
+/// Wait for `RUNTIME run`; on SIGINT/SIGTERM stop the container through the runtime (`kill ID
+/// KILL`, repeated: the first may come before the container exists) so it is not left running
+/// unsupervised, and as a last resort kill the runtime process itself.
+fn supervise(
+    mut child: std::process::Child,
+    runtime: &Path,
+    state_root: &Path,
+    id: &str,
+) -> Result<std::process::ExitStatus> {
+    let wait_err = |e| Error::Usage(format!("waiting for runtime {}: {e}", runtime.display()));
+    let mut kills = 0u32;
+    let mut last_kill: Option<Instant> = None;
+    loop {
+        if let Some(st) = child.try_wait().map_err(wait_err)? {
+            return Ok(st);
+        }
+        if crate::cancel::signal().is_some()
+            && last_kill.is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
+        {
+            crate::cancel::note_container_stopped();
+            kills += 1;
+            last_kill = Some(Instant::now());
+            let _ = Command::new(runtime)
+                .arg("--root")
+                .arg(state_root)
+                .args(["kill", id, "KILL"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if kills > 10 {
+                let _ = child.kill();
+            }
+        }
+        // Polling keeps this single-threaded; 50 ms is invisible next to a container start.
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn remove_if_empty_file(p: &Path) -> std::io::Result<()> {

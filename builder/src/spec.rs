@@ -57,6 +57,10 @@ fn default_mounts() -> Vec<Value> {
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
                "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        // With its own cgroup namespace a container sees its own cgroup as the root here, so
+        // a framework reads its memory/CPU limits (runc's spec and BuildKit's RUN do the same).
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ]
 }
 
@@ -75,6 +79,7 @@ pub fn config_json(inp: &SpecInput<'_>) -> Value {
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
     ];
     if inp.own_network {
         namespaces.push(json!({"type": "network"}));
@@ -162,8 +167,32 @@ mod tests {
             .unwrap()
             .iter()
             .any(|m| m["destination"] == "/root/.cache"));
+        let cg = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys/fs/cgroup")
+            .expect("a /sys/fs/cgroup mount");
+        assert_eq!(cg["type"], "cgroup");
+        assert!(cg["options"].as_array().unwrap().contains(&json!("ro")));
+        assert!(s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "cgroup"})));
         inp.own_network = true;
+        inp.binds.push(Bind {
+            src: "/c/tmp/run-secrets-1-1".into(),
+            dst: "/run/secrets".into(),
+            readonly: true,
+        });
         let s = config_json(&inp);
+        let sec = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/run/secrets")
+            .unwrap();
+        assert!(sec["options"].as_array().unwrap().contains(&json!("ro")));
         assert!(s["linux"]["namespaces"]
             .as_array()
             .unwrap()

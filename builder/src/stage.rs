@@ -103,16 +103,33 @@ impl Stage {
             self.applied = Some(self.layers.len());
         }
         self.chain = key.to_string();
-        self.history(created_by, empty);
+        // a step that ran now is (re)dated now; a cache hit keeps its first build's date
+        self.dated_history(key, in_tree, created_by, empty);
     }
 
+    /// A config-only step (ENV, CMD …): not cached, so dated by its parent state and text.
     pub fn history(&mut self, created_by: &str, empty_layer: bool) {
+        let key = crate::store::sha256_hex(format!("{}\n{created_by}", self.chain).as_bytes());
+        self.dated_history(&key, false, created_by, empty_layer);
+    }
+
+    fn dated_history(&mut self, key: &str, fresh: bool, created_by: &str, empty_layer: bool) {
+        let created = match self.store_root() {
+            Some(root) => step_date(root, key, fresh),
+            None => source_date().ok().flatten().unwrap_or_else(now),
+        };
+        self.config.created = created.clone();
         self.config.history.push(History {
-            created: "1970-01-01T00:00:00Z".into(),
+            created,
             created_by: created_by.to_string(),
             comment: "gpurun-build".into(),
             empty_layer,
         });
+    }
+
+    /// The store holding this stage's work dir (`<store>/work/<id>`, see build.rs).
+    fn store_root(&self) -> Option<&Path> {
+        self.work.parent()?.parent()
     }
 
     /// Variables for expansion: declared ARGs, overridden by ENV (Docker's precedence).
@@ -159,4 +176,83 @@ fn remove_tree(p: &Path) -> std::io::Result<()> {
         std::fs::remove_dir_all(p)?;
     }
     Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` as an RFC 3339 date, when set.
+pub fn source_date() -> Result<Option<String>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim()
+                .parse::<u64>()
+                .map(|s| Some(rfc3339(s)))
+                .map_err(|_| {
+                    crate::error::Error::Usage(format!(
+                        "SOURCE_DATE_EPOCH={v}: expected whole seconds since 1970-01-01"
+                    ))
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rfc3339(secs)
+}
+
+/// Date of the step `key` in history: SOURCE_DATE_EPOCH when set; else the date recorded in
+/// `<store>/dates/<key>` when the step was first built (rewritten when `fresh`), so a
+/// no-change rebuild gives the same config digest.
+pub fn step_date(root: &Path, key: &str, fresh: bool) -> String {
+    if let Ok(Some(d)) = source_date() {
+        return d;
+    }
+    let dir = root.join("dates");
+    let file = dir.join(key);
+    if !fresh {
+        if let Ok(d) = std::fs::read_to_string(&file) {
+            if !d.is_empty() {
+                return d;
+            }
+        }
+    }
+    let d = now();
+    // best effort: without the record the date is only less stable
+    let tmp = dir.join(format!(".{key}.{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&tmp, &d))
+        .and_then(|()| std::fs::rename(&tmp, &file));
+    d
+}
+
+/// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+pub fn rfc3339(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
 }

@@ -6,9 +6,11 @@ use crate::build::Builder;
 use crate::dockerfile::{CmdForm, Kind, Step};
 use crate::error::{at, Error, Result};
 use crate::expand;
+use crate::fetch::Scratch;
 use crate::heredoc::Heredoc;
 use crate::layer;
 use crate::run::{run, RunStep};
+use crate::secret::SecretMount;
 use crate::stage::Stage;
 use crate::store::sha256_hex;
 use crate::user::resolve_user;
@@ -16,6 +18,9 @@ use std::path::{Path, PathBuf};
 
 impl Builder {
     pub(crate) fn progress(&self, text: &str, cached: bool) {
+        if self.opts.quiet {
+            return;
+        }
         let first = text.lines().next().unwrap_or("");
         let short: String = first.chars().take(100).collect();
         let more = if short.len() < text.len() { " …" } else { "" };
@@ -150,16 +155,19 @@ impl Builder {
             unreachable!()
         };
         let line = step.line;
-        let mut network_none = false;
+        let mut network_none = self.network_none;
         let mut devices = self.opts.devices.clone();
         let mut mounts: Vec<(PathBuf, String)> = Vec::new();
+        let mut secrets: Vec<SecretMount> = Vec::new();
         let vars = stage.vars();
         for (k, v) in flags {
             let v = expand::word(v, &vars, self.escape).map_err(|m| at(line, m))?;
             match k.as_str() {
                 "network" => match v.as_str() {
                     "none" => network_none = true,
-                    "host" | "default" => network_none = false,
+                    "host" => network_none = false,
+                    // the build's network (`--network`)
+                    "default" => network_none = self.network_none,
                     _ => {
                         return Err(at(
                             line,
@@ -168,6 +176,9 @@ impl Builder {
                     }
                 },
                 "device" => devices.push(v),
+                "mount" if v.split(',').any(|kv| kv == "type=secret") => {
+                    secrets.push(SecretMount::parse(&v).map_err(|m| at(line, m))?)
+                }
                 "mount" => mounts.push(self.cache_mount(&v).map_err(|m| at(line, m))?),
                 _ => return Err(at(line, format!("RUN --{k} is not supported"))),
             }
@@ -175,17 +186,25 @@ impl Builder {
         let (args, script) = run_args(cmd, heredocs, &stage.shell);
         let env = stage.run_env();
         let user = stage.config.config.user.clone();
+        // Secrets enter the key by id and name only: a new value does not rebuild (Docker).
+        let secret_keys: Vec<String> = secrets.iter().map(SecretMount::key).collect();
         let key = sha256_hex(
             format!(
-                "{}\nRUN\n{args:?}\n{env:?}\nuser={user}\ncwd={}\nnet={network_none}\ndev={devices:?}\nmounts={mounts:?}\nscript={script:?}",
+                "{}\nRUN\n{args:?}\n{env:?}\nuser={user}\ncwd={}\nnet={network_none}\ndev={devices:?}\nmounts={mounts:?}\nscript={script:?}{}",
                 stage.chain,
-                stage.workdir()
+                stage.workdir(),
+                if secret_keys.is_empty() { String::new() } else { format!("\nsecrets={secret_keys:?}") }
             )
             .as_bytes(),
         );
         if self.reuse_or_announce(stage, &key, step) {
             return Ok(());
         }
+        // Checked before anything runs; the dir (removed on drop) is bound read-only at
+        // /run/secrets (run.rs).
+        let secret_dir = Scratch(self.store.tmp(crate::secret::TMP_TAG));
+        let staged = crate::secret::stage(&secrets, &self.secrets, &secret_dir.0)
+            .map_err(|m| at(line, m))?;
         let rootfs = stage.rootfs(&self.store)?;
         let ids =
             resolve_user(&rootfs, &user).map_err(|m| at(line, format!("USER {user}: {m}")))?;
@@ -205,12 +224,14 @@ impl Builder {
             cache_mounts: mounts,
             devices,
             pipes: pipes.clone(),
+            secrets: staged.then(|| secret_dir.0.clone()),
         };
         let state_root = self.store.root.join("run");
         let code = run(&self.opts.runtime, &state_root, &stage.work, &id, &rs);
         if let Some(p) = &pipes {
             let _ = std::fs::remove_dir_all(p);
         }
+        drop(secret_dir);
         let code = code?;
         if code != 0 {
             return Err(Error::RunFailed {
@@ -250,7 +271,7 @@ impl Builder {
         }
         if kind != "cache" {
             return Err(format!(
-                "--mount=type={kind} is not supported (only type=cache)"
+                "--mount=type={kind} is not supported (only type=cache and type=secret)"
             ));
         }
         let target = target.ok_or_else(|| format!("--mount={spec}: target= is required"))?;

@@ -144,3 +144,29 @@ fn from_a_loopback_registry() {
     assert_build_clean(&cache2);
     env.assert_clean();
 }
+
+#[test]
+fn unreachable_registry_names_the_cause() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new("build-registry-down");
+    let cache = env.dir.join("cache");
+    // Port 1 on loopback: nothing listens, so the connection is refused at once.
+    let ctx = context(
+        &env.dir.join("ctx"),
+        "FROM localhost:1/ml/app:1\nRUN true\n",
+        &[],
+    );
+    let out = env.dir.join("b");
+    build(
+        &cache,
+        &["--bundle", out.to_str().unwrap(), ctx.to_str().unwrap()],
+    )
+    .fails_with(
+        1,
+        "image localhost:1/ml/app:1: pulling the manifest from localhost:1: connection refused by localhost:1",
+    );
+    assert_build_clean(&cache);
+    env.assert_clean();
+}

@@ -250,3 +250,61 @@ pub fn tool_or_install(tool: &str, package: &str) -> bool {
     }
     tool_or_skip(tool)
 }
+
+/// Start `gpurun-build --runtime <gpurun> --cache-dir <cache> ARGS…` without waiting (tests
+/// that signal it); its pid is registered for `assert_build_clean`'s cgroup check.
+pub fn spawn_build(cache: &Path, args: &[&str]) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_gpurun-build"))
+        .arg("--runtime")
+        .arg(bin())
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running gpurun-build");
+    BUILD_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((cache.to_path_buf(), child.id()));
+    child
+}
+
+/// Wait (at most `limit`) for a spawned build; None when it is still running then (it is
+/// killed, so a failing test leaves no process).
+pub fn finish_within(mut child: std::process::Child, limit: std::time::Duration) -> Option<Build> {
+    let t = std::time::Instant::now();
+    while child.try_wait().ok()?.is_none() {
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("waiting for gpurun-build");
+    Some(Build {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// `gpurun-build prune --cache-dir <cache> ARGS…` (with the test's runtime).
+pub fn prune(cache: &Path, args: &[&str]) -> Build {
+    let out = Command::new(env!("CARGO_BIN_EXE_gpurun-build"))
+        .arg("prune")
+        .arg("--runtime")
+        .arg(bin())
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .output()
+        .expect("running gpurun-build prune");
+    Build {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -363,6 +363,12 @@ pub fn own_received_fd(fd: RawFd) -> OwnedFd {
 /// seccompiler's `apply_filter` this does not set no_new_privs: the caller decides (the
 /// runtime-spec makes it `process.noNewPrivileges`' choice).
 pub fn seccomp_set_mode_filter(flags: u32, filter: &[libc::sock_filter]) -> Result<(), Errno> {
+    seccomp_filter(flags, filter).map(drop)
+}
+
+/// The `seccomp(SECCOMP_SET_MODE_FILTER)` call itself: its return value (with
+/// NEW_LISTENER, the listener's fd: see `seccomp_notify`).
+fn seccomp_filter(flags: u32, filter: &[libc::sock_filter]) -> Result<libc::c_long, Errno> {
     let prog = libc::sock_fprog {
         len: u16::try_from(filter.len()).map_err(|_| Errno::E2BIG)?,
         filter: filter.as_ptr().cast_mut(),
@@ -377,7 +383,7 @@ pub fn seccomp_set_mode_filter(flags: u32, filter: &[libc::sock_filter]) -> Resu
             &prog as *const libc::sock_fprog,
         )
     };
-    Errno::result(ret).map(drop)
+    Errno::result(ret)
 }
 
 /// Whether the kernel knows the filter `flags`: it validates them before reading the program,

@@ -156,19 +156,10 @@ fn docker_format_keeps_healthcheck_for_podman() {
     );
 
     // podman, with a private store: it reads the Healthcheck and runs the image
-    let (root, runroot) = (env.dir.join("podman-root"), env.dir.join("podman-run"));
+    let runtime = bin();
     let podman = |args: &[&str]| {
-        Command::new("podman")
-            .arg("--root")
-            .arg(&root)
-            .arg("--runroot")
-            .arg(&runroot)
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
-            .arg("--runtime")
-            .arg(bin())
-            .args(args)
-            .output()
-            .unwrap()
+        let with_runtime = [&["--runtime", runtime.to_str().unwrap()], args].concat();
+        podman(&env.dir, &with_runtime)
     };
     let load = podman(&["load", "-i", a]);
     assert!(

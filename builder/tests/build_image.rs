@@ -293,18 +293,7 @@ fn archive_loads_into_podman() {
     )
     .ok();
     // A private store: nothing touches the host's podman images.
-    let (root, runroot) = (env.dir.join("podman-root"), env.dir.join("podman-run"));
-    let podman = |args: &[&str]| {
-        std::process::Command::new("podman")
-            .arg("--root")
-            .arg(&root)
-            .arg("--runroot")
-            .arg(&runroot)
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let podman = |args: &[&str]| podman(&env.dir, args);
     let load = podman(&["load", "-i", a]);
     assert!(
         load.status.success(),

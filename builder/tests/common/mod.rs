@@ -78,20 +78,7 @@ pub fn build(cache: &Path, args: &[&str]) -> Build {
 
 /// `build` with another runtime binary.
 pub fn build_with(cache: &Path, runtime: &Path, args: &[&str]) -> Build {
-    let child = Command::new(env!("CARGO_BIN_EXE_gpurun-build"))
-        .arg("--runtime")
-        .arg(runtime)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running gpurun-build");
-    BUILD_PIDS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((cache.to_path_buf(), child.id()));
+    let child = spawn_with(cache, runtime, args);
     let out = child.wait_with_output().expect("waiting for gpurun-build");
     Build {
         code: out.status.code().unwrap_or(-1),
@@ -254,9 +241,14 @@ pub fn tool_or_install(tool: &str, package: &str) -> bool {
 /// Start `gpurun-build --runtime <gpurun> --cache-dir <cache> ARGS…` without waiting (tests
 /// that signal it); its pid is registered for `assert_build_clean`'s cgroup check.
 pub fn spawn_build(cache: &Path, args: &[&str]) -> std::process::Child {
+    spawn_with(cache, &bin(), args)
+}
+
+/// Start gpurun-build with `runtime`, output captured, its pid registered (see BUILD_PIDS).
+fn spawn_with(cache: &Path, runtime: &Path, args: &[&str]) -> std::process::Child {
     let child = Command::new(env!("CARGO_BIN_EXE_gpurun-build"))
         .arg("--runtime")
-        .arg(bin())
+        .arg(runtime)
         .arg("--cache-dir")
         .arg(cache)
         .args(args)
@@ -307,4 +299,18 @@ pub fn prune(cache: &Path, args: &[&str]) -> Build {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// `podman` on a private store under `dir` (vfs: nothing touches the host's images); `args`
+/// after the global options.
+pub fn podman(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("podman-root"))
+        .arg("--runroot")
+        .arg(dir.join("podman-run"))
+        .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+        .args(args)
+        .output()
+        .expect("running podman")
 }

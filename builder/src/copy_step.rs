@@ -56,22 +56,13 @@ impl Builder {
         }
         let dest_s = x(dest)?;
         let drel = dest_rel(&dest_s, stage.workdir())?;
-        // Source root: the context, another stage's rootfs, or an image's.
-        let (src_root, src_id, ignore) = match &from {
-            None => (self.opts.context.clone(), String::from("context"), true),
-            Some(f) => {
-                let (root, id) = self.copy_source_root(f, line)?;
-                (root, id, false)
-            }
+        // Another stage's or an image's rootfs: its chain names its content, so it is only
+        // materialised on a cache miss (a cached `COPY --from` extracts nothing).
+        let from_src = match &from {
+            Some(f) => Some(self.copy_source(f, line)?),
+            None => None,
         };
-        // shared, so the builder stays free to record the step's result
-        let rules = std::rc::Rc::clone(&self.ignore);
-        let ig = ignore.then_some(&*rules);
-        let sroot = SourceRoot {
-            root: &src_root,
-            ignore: ig,
-        };
-        let mut selected = Vec::new();
+        let mut paths = Vec::new();
         let mut inline = Vec::new();
         let mut urls = Vec::new();
         for s in srcs {
@@ -94,7 +85,7 @@ impl Builder {
                             format!("{p}: only http:// and https:// URLs can be fetched"),
                         ));
                     }
-                    selected.extend(sroot.select(&p).map_err(|e| e.at_line(line))?);
+                    paths.push(p);
                 }
                 Src::Inline {
                     name,
@@ -110,7 +101,7 @@ impl Builder {
                 }
             }
         }
-        if checksum.is_some() && (urls.len() != 1 || !selected.is_empty() || !inline.is_empty()) {
+        if checksum.is_some() && (urls.len() != 1 || !paths.is_empty() || !inline.is_empty()) {
             return Err(at(line, "ADD --checksum needs exactly one source, a URL"));
         }
         // Downloaded every build (as Docker does); the content decides whether the step is cached.
@@ -118,10 +109,26 @@ impl Builder {
         let fetched =
             fetch::fetch_all(&urls, &downloads.0, checksum.as_deref()).map_err(|m| at(line, m))?;
         let fetched_ids: Vec<&str> = fetched.iter().map(|f| f.id.as_str()).collect();
-        let digest = if from.is_none() {
-            sroot.digest(&selected)?
-        } else {
-            src_id
+        // shared, so the builder stays free to record the step's result
+        let rules = std::rc::Rc::clone(&self.ignore);
+        let context = SourceRoot {
+            root: &self.opts.context.clone(),
+            ignore: Some(&*rules),
+        };
+        let select = |sroot: &SourceRoot| -> Result<Vec<_>> {
+            let mut selected = Vec::new();
+            for p in &paths {
+                selected.extend(sroot.select(p).map_err(|e| e.at_line(line))?);
+            }
+            Ok(selected)
+        };
+        let (selected, digest) = match &from_src {
+            None => {
+                let selected = select(&context)?;
+                let digest = context.digest(&selected)?;
+                (selected, digest)
+            }
+            Some((_, chain)) => (Vec::new(), chain.clone()),
         };
         let key = sha256_hex(
             format!(
@@ -135,6 +142,18 @@ impl Builder {
         if self.reuse_or_announce(stage, &key, step) {
             return Ok(());
         }
+        let src_root = match &from_src {
+            Some((i, _)) => Some(self.copy_source_root(*i)?),
+            None => None,
+        };
+        let sroot = match &src_root {
+            Some(root) => SourceRoot { root, ignore: None },
+            None => context,
+        };
+        let selected = match &from_src {
+            Some(_) => select(&sroot)?,
+            None => selected,
+        };
         let rootfs = stage.rootfs(&self.store)?;
         let ids = match &chown {
             Some(c) => {
@@ -175,35 +194,39 @@ impl Builder {
         self.record(stage, &key, l, step)
     }
 
-    /// `--from=stage|index|image`: that rootfs (materialised) and an id for the cache key.
-    fn copy_source_root(&mut self, from: &str, line: usize) -> Result<(PathBuf, String)> {
+    /// `--from=stage|index|image`: that stage (an image becomes one, kept with the finished
+    /// stages so it is cleaned up with them) as its index in `done`, and its chain (the cache
+    /// key's id of its content). Nothing is extracted.
+    fn copy_source(&mut self, from: &str, line: usize) -> Result<(usize, String)> {
         let idx = self
             .names
             .get(&from.to_ascii_lowercase())
             .copied()
             .or_else(|| from.parse().ok());
         if let Some(i) = idx {
-            let store = self.store.clone();
-            let st = self
-                .done
-                .get_mut(i)
-                .and_then(Option::as_mut)
-                .ok_or_else(|| {
-                    at(
-                        line,
-                        format!("--from={from}: stage not built before this one"),
-                    )
-                })?;
-            return Ok((st.rootfs(&store)?, st.chain.clone()));
+            let st = self.done.get(i).and_then(Option::as_ref).ok_or_else(|| {
+                at(
+                    line,
+                    format!("--from={from}: stage not built before this one"),
+                )
+            })?;
+            return Ok((i, st.chain.clone()));
         }
         let base =
             crate::base::load(&self.store, &self.cache, from).map_err(|e| e.at_line(line))?;
         let work = self.store.root.join("work").join(self.unique("from"));
-        let mut st = Stage::new(base, work);
-        let root = st.rootfs(&self.store)?;
-        let id = st.chain.clone();
-        // kept with the finished stages so it is cleaned up with them
+        let st = Stage::new(base, work);
+        let chain = st.chain.clone();
         self.done.push(Some(st));
-        Ok((root, id))
+        Ok((self.done.len() - 1, chain))
+    }
+
+    /// The rootfs of source stage `i` (from [`Self::copy_source`]), materialised.
+    fn copy_source_root(&mut self, i: usize) -> Result<PathBuf> {
+        let store = self.store.clone();
+        let st = self.done[i]
+            .as_mut()
+            .expect("copy_source returned a finished stage");
+        st.rootfs(&store)
     }
 }

@@ -163,6 +163,7 @@ fn supervise(
     let wait_err = |e| Error::Usage(format!("waiting for runtime {}: {e}", runtime.display()));
     let mut kills = 0u32;
     let mut last_kill: Option<Instant> = None;
+    let mut pause = Duration::from_millis(1);
     loop {
         if let Some(st) = child.try_wait().map_err(wait_err)? {
             return Ok(st);
@@ -184,8 +185,10 @@ fn supervise(
                 let _ = child.kill();
             }
         }
-        // Polling keeps this single-threaded; 50 ms is invisible next to a container start.
-        std::thread::sleep(Duration::from_millis(50));
+        // Polling keeps this single-threaded. A short step (gpurun starts a container in a
+        // few ms) is seen at once; a long one costs a wake-up every 50 ms at most.
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 

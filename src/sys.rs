@@ -13,11 +13,15 @@ mod mount_api;
 mod net;
 pub mod netlink;
 pub mod sched;
-pub mod seccomp_notify;
+mod seccomp;
 mod xattr;
 pub use keyring::{join_session_keyring, keyring_perm, set_keyring_perm};
 pub use mount_api::{mount_setattr, mount_setattr_idmap, move_mount_fd, open_tree_clone};
 pub use net::loopback_up;
+pub use seccomp::{
+    seccomp_filter_flags_known, seccomp_set_mode_filter, seccomp_set_mode_filter_listener,
+    NEW_LISTENER,
+};
 pub use xattr::set_xattr;
 
 /// `struct clone_args` from `<linux/sched.h>` (the first, stable 88 bytes: up to `cgroup`).
@@ -357,49 +361,6 @@ pub fn own_received_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: SCM_RIGHTS installs a new descriptor in our table for each fd sent; nothing else
     // in this process knows of it, so this is its only owner.
     unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`: install one BPF filter. Unlike
-/// seccompiler's `apply_filter` this does not set no_new_privs: the caller decides (the
-/// runtime-spec makes it `process.noNewPrivileges`' choice).
-pub fn seccomp_set_mode_filter(flags: u32, filter: &[libc::sock_filter]) -> Result<(), Errno> {
-    seccomp_filter(flags, filter).map(drop)
-}
-
-/// The `seccomp(SECCOMP_SET_MODE_FILTER)` call itself: its return value (with
-/// NEW_LISTENER, the listener's fd: see `seccomp_notify`).
-fn seccomp_filter(flags: u32, filter: &[libc::sock_filter]) -> Result<libc::c_long, Errno> {
-    let prog = libc::sock_fprog {
-        len: u16::try_from(filter.len()).map_err(|_| Errno::E2BIG)?,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: `prog` points at `filter`, valid for `len` instructions for the whole call; the
-    // kernel copies the program and keeps no reference to our memory.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flags as libc::c_ulong,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    Errno::result(ret)
-}
-
-/// Whether the kernel knows the filter `flags`: it validates them before reading the program,
-/// so a NULL program gives EFAULT for known flags and EINVAL for unknown ones (libseccomp's probe).
-pub fn seccomp_filter_flags_known(flags: u32) -> bool {
-    // SAFETY: with a NULL program the kernel installs nothing; it only checks the flags and
-    // then fails to copy from address 0.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flags as libc::c_ulong,
-            std::ptr::null::<libc::sock_fprog>(),
-        )
-    };
-    ret == -1 && Errno::last() == Errno::EFAULT
 }
 
 /// The GPU instance and compute instance ids of MIG device `dev` (nvml-wrapper has no safe

@@ -261,7 +261,7 @@ pub fn compile(profile: &Profile) -> Result<Program> {
             "defaultAction".into(),
         )?);
     }
-    let listener_call = flags.listener_bits | crate::sys::seccomp_notify::NEW_LISTENER;
+    let listener_call = flags.listener_bits | crate::sys::NEW_LISTENER;
     order_for_install(&mut filters, &[flags.bits, listener_call])?;
     let total: usize = filters.iter().map(|f| f.insns.len() + 4).sum();
     if total > MAX_INSNS_PER_PATH {

@@ -12,7 +12,7 @@ pub const KNOWN: [(&str, u32); 4] = [
 
 const TSYNC: u32 = 1;
 const WAIT_KILLABLE_RECV: u32 = 32;
-const NEW_LISTENER: u32 = crate::sys::seccomp_notify::NEW_LISTENER;
+const NEW_LISTENER: u32 = crate::sys::NEW_LISTENER;
 
 pub struct Flags {
     /// What every filter but the notify one is installed with.

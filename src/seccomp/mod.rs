@@ -221,11 +221,8 @@ impl Program {
         let mut listener = None;
         for (f, prog) in self.filters.iter().zip(&progs) {
             let installed = match f.notify {
-                true => crate::sys::seccomp_notify::seccomp_set_mode_filter_listener(
-                    self.listener_flags,
-                    prog,
-                )
-                .map(|fd| listener = Some(fd)),
+                true => crate::sys::seccomp_set_mode_filter_listener(self.listener_flags, prog)
+                    .map(|fd| listener = Some(fd)),
                 false => crate::sys::seccomp_set_mode_filter(self.flags, prog),
             };
             installed.map_err(|errno| SeccompError::Install {

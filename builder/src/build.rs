@@ -81,6 +81,8 @@ impl Builder {
         }
         let secrets = crate::secret::Secrets::parse(&opts.secrets)?;
         let store = Store::open(&opts.store_root)?;
+        crate::context_cache::set_cache_dir(&store.root);
+        crate::progress::init(&opts.progress, opts.quiet, store.root.join("tmp"));
         let cache = Cache::new(&store, !opts.no_cache);
         let ignore = std::rc::Rc::new(Ignore::load(&opts.context, &opts.dockerfile)?);
         Ok(Builder {
@@ -154,12 +156,7 @@ impl Builder {
                     && !self.last_cached
                     && !self.opts.quiet
                 {
-                    println!(
-                        "[{}/{}] done in {:.3}s",
-                        self.step_no,
-                        self.step_total,
-                        t.elapsed().as_secs_f64()
-                    );
+                    crate::progress::done(self.step_no, self.step_total, t.elapsed());
                 }
             }
             self.done[i] = Some(stage);
@@ -258,7 +255,7 @@ impl Builder {
             check_platform(&p).map_err(|m| at(step.line, format!("--platform={p}: {m}")))?;
         }
         if !self.opts.quiet {
-            println!(
+            crate::progress::print_line(&format!(
                 "[{}/{}] FROM {image}{}",
                 self.step_no,
                 self.step_total,
@@ -266,7 +263,7 @@ impl Builder {
                     .as_ref()
                     .map(|a| format!(" AS {a}"))
                     .unwrap_or_default()
-            );
+            ));
         }
         let work = self
             .store

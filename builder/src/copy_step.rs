@@ -9,7 +9,6 @@ use crate::dockerfile::{Kind, Src, Step};
 use crate::error::{at, Result};
 use crate::expand;
 use crate::fetch;
-use crate::layer;
 use crate::stage::Stage;
 use crate::store::sha256_hex;
 use crate::user::resolve_user;
@@ -154,7 +153,7 @@ impl Builder {
             Some(_) => select(&sroot)?,
             None => selected,
         };
-        let rootfs = stage.rootfs(&self.store)?;
+        let rootfs = stage.begin_change(&self.store)?;
         let ids = match &chown {
             Some(c) => {
                 Some(resolve_user(&rootfs, c).map_err(|m| at(line, format!("--chown={c}: {m}")))?)
@@ -168,7 +167,6 @@ impl Builder {
             extract: *add,
             sources: n,
         };
-        let before = layer::snapshot(&rootfs)?;
         copy_sources(&rootfs, &sroot, &selected, &dest_s, &drel, &opts)
             .map_err(|e| e.at_line(line))?;
         opts.extract = false; // Docker never extracts a download
@@ -190,7 +188,7 @@ impl Builder {
         for (name, body) in &inline {
             copy_inline(&rootfs, name, body, &dest_s, &drel, n, &opts)?;
         }
-        let l = layer::diff(&self.store, &rootfs, &before)?;
+        let l = stage.finish_change(&self.store)?;
         self.record(stage, &key, l, step)
     }
 

@@ -106,7 +106,16 @@ pub fn diff(store: &Store, root: &Path, before: &Snapshot) -> Result<Option<Laye
     write_layer(store, root, &changes).map(Some)
 }
 
-enum Change {
+/// Write the layer of a list of changes read from `root` (None when the list is empty).
+pub fn write_changes(store: &Store, root: &Path, changes: &[Change]) -> Result<Option<Layer>> {
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    write_layer(store, root, changes).map(Some)
+}
+
+/// One entry of a layer: added/changed, a directory made opaque, a deletion.
+pub enum Change {
     Add(PathBuf),
     Opaque(PathBuf),
     Whiteout(PathBuf),

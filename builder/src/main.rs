@@ -5,9 +5,12 @@
 mod archive;
 mod base;
 mod build;
+mod bundle_tree;
 mod cache;
 mod cancel;
+mod clone;
 mod context;
+mod context_cache;
 mod copy;
 mod copy_step;
 mod dockerfile;
@@ -19,14 +22,18 @@ mod ignore;
 mod layer;
 mod oci;
 mod output;
+mod overlay;
+mod progress;
 mod prune;
 mod registry;
 mod run;
 mod secret;
+mod snapshots;
 mod spec;
 mod stage;
 mod steps;
 mod store;
+mod tree;
 mod unpack;
 mod user;
 mod xattrs;
@@ -129,7 +136,14 @@ struct PruneCli {
 }
 
 fn main() {
-    // First, before any thread exists: every later thread inherits the blocked mask.
+    // Before any thread exists (unsharing the mount namespace needs that): overlay mounts of
+    // working trees stay private to this process. GPURUN_BUILD_OVERLAY=0 extracts instead.
+    if std::env::var_os("GPURUN_BUILD_OVERLAY").is_none_or(|v| v != "0")
+        && overlay::private_mounts()
+    {
+        tree::enable_overlay();
+    }
+    // Then, still before any thread: every later thread inherits the blocked mask.
     if let Err(e) = cancel::install() {
         eprintln!("gpurun-build: warning: {e}; SIGINT/SIGTERM will not stop RUN containers");
     }
@@ -141,6 +155,7 @@ fn main() {
     };
     match res {
         Err(e @ Error::Cancelled { .. }) => {
+            progress::end_line();
             let what = if cancel::container_stopped() {
                 "RUN container stopped, work tree removed"
             } else {
@@ -150,6 +165,7 @@ fn main() {
             std::process::exit(e.exit_code());
         }
         Err(e) => {
+            progress::end_line();
             eprintln!("gpurun-build: error: {e}");
             std::process::exit(e.exit_code());
         }
@@ -272,6 +288,7 @@ fn real_main(cli: Cli) -> Result<()> {
     let t = Instant::now();
     let root = opts.store_root.clone();
     let runtime = opts.runtime.clone();
+    snapshots::forget_if_rebooted(&root);
     // Held until exit: `prune` then keeps the layers this build is writing.
     let _lock = prune::build_lock(&root);
     // What builds killed with SIGKILL left (their pid is gone): cheap, names only.

@@ -28,53 +28,6 @@ pub fn split_name(name: &str) -> (String, String) {
     (format!("{full}:{tag}"), tag.to_string())
 }
 
-/// Record of what a bundle's rootfs holds: the image's layers and a digest of the tree's
-/// metadata when written (any later change, e.g. by running the bundle, moves ctimes).
-#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
-struct RootfsStamp {
-    layers: Vec<String>,
-    tree: String,
-}
-
-const STAMP: &str = ".gpurun-build-rootfs.json";
-
-fn tree_digest(rootfs: &Path) -> Result<String> {
-    Ok(crate::store::sha256_hex(
-        format!("{:?}", crate::layer::snapshot(rootfs)?).as_bytes(),
-    ))
-}
-
-/// Fill `dir/rootfs` with the stage's layers. Reuses an earlier bundle's rootfs when it is
-/// untouched and holds a prefix of these layers (a no-change rebuild extracts nothing), else
-/// moves the stage's up-to-date working tree there, else extracts every layer.
-fn materialize(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> {
-    let rootfs = dir.join("rootfs");
-    let want: Vec<String> = stage.layers.iter().map(|l| l.digest.clone()).collect();
-    let old: Option<RootfsStamp> = std::fs::read(dir.join(STAMP))
-        .ok()
-        .and_then(|d| serde_json::from_slice(&d).ok());
-    if let Some(old) = old.filter(|o| want.starts_with(&o.layers) && rootfs.is_dir()) {
-        if tree_digest(&rootfs)? == old.tree {
-            for l in &stage.layers[old.layers.len()..] {
-                crate::unpack::apply(&store.blob(&l.digest), &rootfs)?;
-            }
-            return Ok(());
-        }
-    }
-    crate::unpack::remove(&rootfs)?;
-    let _ = std::fs::remove_file(dir.join(STAMP));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    if stage.is_materialized() && std::fs::rename(stage.rootfs_path(), &rootfs).is_ok() {
-        stage.forget_tree();
-        return Ok(());
-    }
-    std::fs::create_dir_all(&rootfs).map_err(io(&rootfs))?;
-    for l in &stage.layers {
-        crate::unpack::apply(&store.blob(&l.digest), &rootfs)?;
-    }
-    Ok(())
-}
-
 /// Write `DIR/config.json` and `DIR/rootfs`. DIR must be absent, empty, or an earlier bundle.
 pub fn write_bundle(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> {
     let rootfs = dir.join("rootfs");
@@ -87,7 +40,7 @@ pub fn write_bundle(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> 
             )));
         }
     }
-    materialize(store, stage, dir)?;
+    crate::bundle_tree::materialize(store, stage, dir)?;
     let c = &stage.config.config;
     let ids = resolve_user(&rootfs, &c.user)
         .map_err(|m| Error::Usage(format!("USER {}: {m}", c.user)))?;
@@ -146,12 +99,7 @@ pub fn write_bundle(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> 
         serde_json::to_vec_pretty(&spec).expect("spec serializes"),
     )
     .map_err(io(&cfg))?;
-    let stamp = RootfsStamp {
-        layers: stage.layers.iter().map(|l| l.digest.clone()).collect(),
-        tree: tree_digest(&rootfs)?,
-    };
-    let p = dir.join(STAMP);
-    std::fs::write(&p, serde_json::to_vec(&stamp).expect("stamp serializes")).map_err(io(&p))
+    crate::bundle_tree::stamp(stage, dir)
 }
 
 /// Media types of (manifest, config, gzip layer) for `--format`.

@@ -29,6 +29,8 @@ pub struct Freed {
     pub entries: usize,
     pub blobs: usize,
     pub mounts: usize,
+    /// Extracted layers (snapshots/) whose blob is gone.
+    pub snapshots: usize,
     pub bytes: u64,
     /// A build was running: cache entries and blobs were kept.
     pub busy: bool,
@@ -39,12 +41,13 @@ impl std::fmt::Display for Freed {
         write!(
             f,
             "removed {} work dirs, {} temp files, {} RUN containers, {} cache entries, {} blobs, \
-             {} cache mounts; freed {}",
+             {} extracted layers, {} cache mounts; freed {}",
             self.work,
             self.tmp,
             self.run,
             self.entries,
             self.blobs,
+            self.snapshots,
             self.mounts,
             human(self.bytes)
         )
@@ -111,6 +114,9 @@ pub fn prune(o: &Opts) -> Result<Freed> {
                 *n += 1;
             }
         }
+        // the context stat caches (context_cache.rs): small, and remade by the next build
+        freed.bytes += remove(&root.join("context"));
+        prune_snapshots(root, &mut freed);
         return Ok(freed);
     }
     // Cache entries, oldest use first, each with the blobs it reaches.
@@ -175,7 +181,25 @@ pub fn prune(o: &Opts) -> Result<Freed> {
             }
         }
     }
+    prune_snapshots(root, &mut freed);
     Ok(freed)
+}
+
+/// Snapshots (snapshots/<digest prefix>, see snapshots.rs) of layers whose blob is gone.
+/// Called under the exclusive lock: no build has one mounted.
+fn prune_snapshots(root: &Path, freed: &mut Freed) {
+    let blobs: Vec<String> = entries(&root.join("blobs/sha256"))
+        .iter()
+        .map(|p| file_name(p))
+        .collect();
+    for p in entries(&root.join("snapshots")) {
+        let name = file_name(&p);
+        let is_snapshot = name.len() >= 16 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_snapshot && !blobs.iter().any(|b| b.starts_with(&name)) {
+            freed.bytes += remove(&p);
+            freed.snapshots += 1;
+        }
+    }
 }
 
 /// Work trees, temp files and RUN container state of builds whose pid `gone` says are over;

@@ -1,9 +1,11 @@
 //! RUN steps: write a bundle (the stage's working rootfs + a config.json made from the image
 //! config) and `RUNTIME --root STATE run --bundle DIR ID`, exactly as an engine drives runc.
 //! Mount points the runtime had to create in the rootfs are removed again so they do not
-//! become part of the step's layer.
+//! become part of the step's layer. The step's output is streamed or captured as
+//! `--progress`/`-q` say (progress.rs).
 
 use crate::error::{io, Error, Result};
+use crate::progress::Capture;
 use crate::spec::{config_json, Bind, SpecInput};
 use crate::user::Ids;
 use std::collections::BTreeMap;
@@ -115,8 +117,15 @@ pub fn run(
         std::fs::create_dir_all(&cwd).map_err(io(&cwd))?;
     }
     std::fs::create_dir_all(state_root).map_err(io(state_root))?;
+    // tty and -q: the output goes to a file (shown as a status line / only on failure).
+    let mut capture: Option<Capture> = None;
     // A signal that came while the step was being prepared: do not start the container.
     let status = crate::cancel::check().and_then(|()| {
+        capture = Capture::new()?;
+        let (out, err) = match &capture {
+            Some(c) => c.stdio()?,
+            None => (Stdio::inherit(), Stdio::inherit()),
+        };
         let child = Command::new(runtime)
             .arg("--root")
             .arg(state_root)
@@ -124,12 +133,18 @@ pub fn run(
             .arg(bundle)
             .arg(id)
             .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .map_err(|e| {
                 Error::Usage(format!("cannot execute runtime {}: {e}", runtime.display()))
             })?;
-        supervise(child, runtime, state_root, id)
+        supervise(child, runtime, state_root, id, capture.as_mut())
     });
+    if let Some(c) = capture {
+        let ok = matches!(&status, Ok(s) if s.success());
+        c.finish(!ok, crate::cancel::signal().is_some());
+    }
     // Clean up even after a failure: the container's state and what the runtime created.
     let _ = Command::new(runtime)
         .arg("--root")
@@ -159,6 +174,7 @@ fn supervise(
     runtime: &Path,
     state_root: &Path,
     id: &str,
+    mut capture: Option<&mut Capture>,
 ) -> Result<std::process::ExitStatus> {
     let wait_err = |e| Error::Usage(format!("waiting for runtime {}: {e}", runtime.display()));
     let mut kills = 0u32;
@@ -184,6 +200,9 @@ fn supervise(
             if kills > 10 {
                 let _ = child.kill();
             }
+        }
+        if let Some(c) = capture.as_deref_mut() {
+            c.tick();
         }
         // Polling keeps this single-threaded. A short step (gpurun starts a container in a
         // few ms) is seen at once; a long one costs a wake-up every 50 ms at most.

@@ -2,11 +2,12 @@
 //! rootfs that is only materialised (layers applied) when a step needs files.
 
 use crate::base::Base;
-use crate::error::{io, Result};
+use crate::error::Result;
 use crate::expand::Vars;
 use crate::layer::Layer;
 use crate::oci::{History, ImageConfig};
 use crate::store::Store;
+use crate::tree::WorkTree;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -24,8 +25,7 @@ pub struct Stage {
     pub annotations: BTreeMap<String, String>,
     /// Bundle dir of RUN steps; its `rootfs/` is the working tree.
     pub work: PathBuf,
-    /// How many of `layers` the working tree holds (None: not created yet).
-    applied: Option<usize>,
+    tree: WorkTree,
 }
 
 impl Stage {
@@ -38,8 +38,8 @@ impl Stage {
             shell: vec!["/bin/sh".into(), "-c".into()],
             cmd_set: false,
             annotations: BTreeMap::new(),
+            tree: WorkTree::new(work.clone()),
             work,
-            applied: None,
         }
     }
 
@@ -56,55 +56,49 @@ impl Stage {
         s
     }
 
-    /// Does the working tree hold every layer?
+    /// Does the working tree hold every layer, extracted (so it may be moved)?
     pub fn is_materialized(&self) -> bool {
-        self.applied == Some(self.layers.len())
+        self.tree.extracted(self.layers.len())
     }
 
-    /// The working tree was moved away (into a bundle).
+    /// The working tree was moved away (into a bundle), or is not needed any more.
     pub fn forget_tree(&mut self) {
-        self.applied = None;
+        self.tree.release();
     }
 
     pub fn rootfs_path(&self) -> PathBuf {
-        self.work.join("rootfs")
+        self.tree.rootfs_path()
     }
 
     /// The working tree, with every layer applied.
     pub fn rootfs(&mut self, store: &Store) -> Result<PathBuf> {
-        let root = self.rootfs_path();
-        let from = match self.applied {
-            Some(n) => n,
-            None => {
-                if root.exists() {
-                    std::fs::remove_dir_all(&root).map_err(io(&root))?;
-                }
-                std::fs::create_dir_all(&root).map_err(io(&root))?;
-                0
-            }
-        };
-        for l in &self.layers[from..] {
-            crate::unpack::apply(&store.blob(&l.digest), &root)?;
-        }
-        self.applied = Some(self.layers.len());
+        self.tree.rootfs(store, &self.layers)
+    }
+
+    /// The working tree, ready for a step that changes it.
+    pub fn begin_change(&mut self, store: &Store) -> Result<PathBuf> {
+        let root = self.rootfs(store)?;
+        self.tree.begin()?;
         Ok(root)
     }
 
-    /// Record a step's result. `in_tree`: the working tree already holds the change (a step
-    /// that ran here) rather than only the cache.
-    pub fn push(&mut self, key: &str, layer: Option<Layer>, created_by: &str, in_tree: bool) {
-        let up_to_date = self.applied == Some(self.layers.len());
+    /// The layer of what changed since [`Self::begin_change`] (None: nothing did).
+    pub fn finish_change(&mut self, store: &Store) -> Result<Option<Layer>> {
+        self.tree.finish(store)
+    }
+
+    /// Record a step's result.
+    /// `fresh`: the step ran now (its tree change came from [`Self::finish_change`]) rather
+    /// than from the cache.
+    pub fn push(&mut self, key: &str, layer: Option<Layer>, created_by: &str, fresh: bool) {
         let empty = layer.is_none();
         if let Some(l) = layer {
             self.config.rootfs.diff_ids.push(l.diff_id.clone());
             self.layers.push(l);
         }
-        if in_tree && up_to_date {
-            self.applied = Some(self.layers.len());
-        }
         self.chain = key.to_string();
         // a step that ran now is (re)dated now; a cache hit keeps its first build's date
-        self.dated_history(key, in_tree, created_by, empty);
+        self.dated_history(key, fresh, created_by, empty);
     }
 
     /// A config-only step (ENV, CMD …): not cached, so dated by its parent state and text.
@@ -167,15 +161,8 @@ impl Stage {
     }
 
     pub fn cleanup(&self) {
-        let _ = remove_tree(&self.work);
+        self.tree.cleanup();
     }
-}
-
-fn remove_tree(p: &Path) -> std::io::Result<()> {
-    if p.exists() {
-        std::fs::remove_dir_all(p)?;
-    }
-    Ok(())
 }
 
 /// `SOURCE_DATE_EPOCH` as an RFC 3339 date, when set.

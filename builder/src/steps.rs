@@ -18,14 +18,7 @@ use std::path::{Path, PathBuf};
 
 impl Builder {
     pub(crate) fn progress(&self, text: &str, cached: bool) {
-        if self.opts.quiet {
-            return;
-        }
-        let first = text.lines().next().unwrap_or("");
-        let short: String = first.chars().take(100).collect();
-        let more = if short.len() < text.len() { " …" } else { "" };
-        let tag = if cached { "CACHED " } else { "" };
-        println!("[{}/{}] {tag}{short}{more}", self.step_no, self.step_total);
+        crate::progress::line(self.step_no, self.step_total, text, cached);
     }
 
     /// RUN/COPY: on a cache hit, take the cached result (printed as CACHED) and return true;
@@ -37,7 +30,8 @@ impl Builder {
             stage.push(key, hit, &step.text, false);
             return true;
         }
-        self.progress(&step.text, false);
+        // tty: a status line that the RUN redraws and `done` replaces (progress.rs)
+        crate::progress::start(self.step_no, self.step_total, &step.text);
         false
     }
 
@@ -205,10 +199,9 @@ impl Builder {
         let secret_dir = Scratch(self.store.tmp(crate::secret::TMP_TAG));
         let staged = crate::secret::stage(&secrets, &self.secrets, &secret_dir.0)
             .map_err(|m| at(line, m))?;
-        let rootfs = stage.rootfs(&self.store)?;
+        let rootfs = stage.begin_change(&self.store)?;
         let ids =
             resolve_user(&rootfs, &user).map_err(|m| at(line, format!("USER {user}: {m}")))?;
-        let before = layer::snapshot(&rootfs)?;
         let id = self.unique("run");
         let env = crate::user::with_home(env, &rootfs, ids.uid);
         let pipes = match &script {
@@ -240,7 +233,7 @@ impl Builder {
                 cmd: step.text.clone(),
             });
         }
-        let l = layer::diff(&self.store, &rootfs, &before)?;
+        let l = stage.finish_change(&self.store)?;
         self.record(stage, &key, l, step)
     }
 

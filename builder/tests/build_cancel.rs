@@ -8,12 +8,15 @@ use nix::unistd::Pid;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// A file under `<cache>/work/*/rootfs/`: the RUN step has started its command.
+/// A file in a work tree: the RUN step has started its command. The tree is an overlay
+/// mounted in the builder's own mount namespace, so from here the file is in its upper dir
+/// (or in `rootfs/` where layers are extracted).
 fn started(cache: &Path) -> bool {
     std::fs::read_dir(cache.join("work"))
         .map(|rd| {
-            rd.flatten()
-                .any(|e| e.path().join("rootfs/started").exists())
+            rd.flatten().any(|e| {
+                e.path().join("rootfs/started").exists() || e.path().join("upper/started").exists()
+            })
         })
         .unwrap_or(false)
 }

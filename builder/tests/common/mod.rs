@@ -246,7 +246,29 @@ pub fn spawn_build(cache: &Path, args: &[&str]) -> std::process::Child {
 
 /// Start gpurun-build with `runtime`, output captured, its pid registered (see BUILD_PIDS).
 fn spawn_with(cache: &Path, runtime: &Path, args: &[&str]) -> std::process::Child {
+    spawn_env(cache, runtime, &[], args)
+}
+
+/// `build` with extra environment variables.
+pub fn build_env(cache: &Path, envs: &[(&str, &str)], args: &[&str]) -> Build {
+    let out = spawn_env(cache, &bin(), envs, args)
+        .wait_with_output()
+        .expect("waiting for gpurun-build");
+    Build {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn spawn_env(
+    cache: &Path,
+    runtime: &Path,
+    envs: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Child {
     let child = Command::new(env!("CARGO_BIN_EXE_gpurun-build"))
+        .envs(envs.iter().copied())
         .arg("--runtime")
         .arg(runtime)
         .arg("--cache-dir")

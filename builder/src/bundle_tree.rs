@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 #[derive(serde::Serialize, serde::Deserialize, PartialEq)]
 struct RootfsStamp {
     layers: Vec<String>,
+    /// The layers' chain ids (their snapshots' names).
+    #[serde(default)]
+    chains: Vec<String>,
     tree: String,
 }
 
@@ -39,6 +42,7 @@ pub fn materialize(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> {
     let old: Option<RootfsStamp> = std::fs::read(dir.join(STAMP))
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok());
+    let chains = crate::snapshots::chain_ids(&stage.layers);
     if let Some(old) = old.filter(|o| rootfs.is_dir() && !o.layers.is_empty()) {
         let shared = old
             .layers
@@ -48,8 +52,9 @@ pub fn materialize(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> {
             .count();
         if shared > 0 && tree_digest(&rootfs)? == old.tree {
             let undone = shared == old.layers.len()
-                || undo(store, &rootfs, &old.layers[..shared], &old.layers[shared..])
-                    .is_ok_and(|done| done);
+                || (old.chains.len() == old.layers.len()
+                    && undo(store, &rootfs, &chains[..shared], &old.chains[shared..])
+                        .is_ok_and(|done| done));
             if undone {
                 for l in &stage.layers[shared..] {
                     crate::unpack::apply(&store.blob(&l.digest), &rootfs)?;
@@ -86,14 +91,16 @@ pub fn materialize(store: &Store, stage: &mut Stage, dir: &Path) -> Result<()> {
 pub fn stamp(stage: &Stage, dir: &Path) -> Result<()> {
     let stamp = RootfsStamp {
         layers: stage.layers.iter().map(|l| l.digest.clone()).collect(),
+        chains: crate::snapshots::chain_ids(&stage.layers),
         tree: tree_digest(&dir.join("rootfs"))?,
     };
     let p = dir.join(STAMP);
     std::fs::write(&p, serde_json::to_vec(&stamp).expect("stamp serializes")).map_err(io(&p))
 }
 
-/// Put every path the `tail` layers touched back as the `shared` layers have it. Ok(false)
-/// when it cannot be done here (no overlayfs, a snapshot missing): the caller rewrites all.
+/// Put every path the `tail` layers touched back as the `shared` layers have it (both given
+/// as chain ids). Ok(false) when it cannot be done here (no overlayfs, a snapshot missing, a
+/// hard link to restore): the caller rewrites all.
 fn undo(store: &Store, rootfs: &Path, shared: &[String], tail: &[String]) -> Result<bool> {
     let snaps = Snapshots::new(store);
     if !crate::tree::overlay_enabled() || !snaps.has_all(shared) || !snaps.has_all(tail) {
@@ -137,6 +144,10 @@ fn undo(store: &Store, rootfs: &Path, shared: &[String], tail: &[String]) -> Res
             cloner.copy(&src, &dst)?;
         }
         replaced = Some(rel);
+    }
+    if cloner.copied_links {
+        // a name restored from a file with other names elsewhere would lose the link
+        return Ok(false);
     }
     // deepest first: restoring a child moves its parent's mtime
     for rel in dirs.iter().rev() {

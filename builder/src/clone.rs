@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 #[derive(Default)]
 pub struct Cloner {
     links: HashMap<(u64, u64), PathBuf>,
+    /// A file with more than one name was copied.
+    pub copied_links: bool,
 }
 
 impl Cloner {
@@ -31,6 +33,7 @@ impl Cloner {
             }
         } else if ft.is_file() {
             if md.nlink() > 1 {
+                self.copied_links = true;
                 if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
                     return std::fs::hard_link(first, dst).map_err(io(dst));
                 }
@@ -61,7 +64,7 @@ pub fn set_meta(src: &Path, dst: &Path, md: &std::fs::Metadata) -> Result<()> {
         // after the chown, which clears set-id bits and file capabilities
         std::fs::set_permissions(dst, std::os::unix::fs::PermissionsExt::from_mode(md.mode()))
             .map_err(io(dst))?;
-        crate::xattrs::copy(src, dst)?;
+        crate::xattrs::replace(src, dst)?;
     }
     let t = |s: i64, ns: i64| TimeSpec::new(s, ns);
     utimensat(

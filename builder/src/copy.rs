@@ -81,11 +81,7 @@ pub fn copy_sources(
             let dir = resolve(rootfs, &dest_rel.join("x"))?.with_file_name("");
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             let f = std::fs::File::open(&sel.host).map_err(io(&sel.host))?;
-            apply_tar(
-                decompress(std::io::BufReader::new(f), c),
-                &dir,
-                crate::unpack::Whiteouts::Apply,
-            )?;
+            apply_tar(decompress(std::io::BufReader::new(f), c), &dir)?;
             continue;
         }
         put(&sel.host, &resolve(rootfs, &target_rel)?, opts)?;

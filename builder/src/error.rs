@@ -23,6 +23,9 @@ pub enum Error {
     /// SIGINT/SIGTERM arrived; `line`: the Dockerfile line of the step it interrupted.
     #[error("cancelled by {}{}", crate::cancel::name(*signal), line.map(|l| format!(" at Dockerfile line {l}")).unwrap_or_default())]
     Cancelled { signal: i32, line: Option<usize> },
+    /// An overlay mount failed: the builder extracts layers instead.
+    #[error("mounting overlay at {target}: {msg}")]
+    Overlay { target: PathBuf, msg: String },
     /// `prune` arguments and failures.
     #[error("prune {path}: {msg}")]
     Prune { path: PathBuf, msg: String },

@@ -166,6 +166,24 @@ fn write_layer(store: &Store, root: &Path, changes: &[Change]) -> Result<Layer> 
     })
 }
 
+/// A layer entry's mtime: with SOURCE_DATE_EPOCH set, none later than it (BuildKit's
+/// rewrite-timestamp), so a step rerun later writes the same layer.
+fn clamp_mtime(mtime: i64) -> u64 {
+    let m = mtime.max(0) as u64;
+    source_epoch().map_or(m, |e| m.min(e))
+}
+
+/// SOURCE_DATE_EPOCH in seconds, when set.
+pub fn source_epoch() -> Option<u64> {
+    static EPOCH: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        // checked at every FROM (stage::source_date): a bad value never gets here
+        std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
 type TarOut = tar::Builder<HashWriter<flate2::write::GzEncoder<HashWriter<std::fs::File>>>>;
 
 fn marker(tar: &mut TarOut, rel: &Path) -> Result<()> {
@@ -209,7 +227,7 @@ fn append(
     h.set_mode(md.mode() & 0o7777);
     h.set_uid(md.uid() as u64);
     h.set_gid(md.gid() as u64);
-    h.set_mtime(md.mtime().max(0) as u64);
+    h.set_mtime(clamp_mtime(md.mtime()));
     h.set_size(0);
     let ft = md.file_type();
     let e = io(&p);

@@ -29,18 +29,6 @@ pub fn private_mounts() -> bool {
     .is_ok()
 }
 
-/// Mark `dir` opaque: lower layers' contents of it do not show through.
-pub fn mark_opaque(dir: &Path) -> Result<()> {
-    xattr::set(dir, OPAQUE, b"y").map_err(io(dir))
-}
-
-/// A whiteout at `p` (deletes the name in lower layers): a 0:0 character device.
-pub fn whiteout(p: &Path) -> Result<()> {
-    use nix::sys::stat::{mknod, Mode, SFlag};
-    crate::unpack::remove(p)?;
-    mknod(p, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| io(p)(e.into()))
-}
-
 fn is_whiteout(md: &std::fs::Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0
 }
@@ -70,8 +58,12 @@ pub fn mount_overlay(
         }
         _ => (absolute, None),
     };
+    let fail = |msg: String| Error::Overlay {
+        target: target.to_path_buf(),
+        msg,
+    };
     if data.len() > 4000 {
-        return Err(Error::Usage(format!(
+        return Err(fail(format!(
             "{} layers are too many to stack in one overlay",
             lowers.len()
         )));
@@ -92,16 +84,22 @@ pub fn mount_overlay(
         flags,
         Some(data.as_str()),
     );
-    if res == Err(nix::errno::Errno::EINVAL) {
-        // a kernel that does not know one of the pinned features (or volatile, 5.10): its
-        // defaults are off too
-        let plain = data.split(",redirect_dir").next().unwrap_or(&data);
-        res = mount(Some("overlay"), target, Some("overlay"), flags, Some(plain));
+    if res == Err(nix::errno::Errno::EINVAL) && data.ends_with(",volatile") {
+        // before Linux 5.10 there is no volatile: unmounts then sync (slower, same result);
+        // the pinned features stay pinned (a default of metacopy=on would break the layers)
+        let synced = data.trim_end_matches(",volatile");
+        res = mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            flags,
+            Some(synced),
+        );
     }
     if let (Some(_), Some(b)) = (&cwd, back) {
         let _ = std::env::set_current_dir(b);
     }
-    res.map_err(|e| Error::Usage(format!("mounting overlay at {}: {e}", target.display())))
+    res.map_err(|e| fail(e.to_string()))
 }
 
 /// `lowerdir=…[,upperdir=…,workdir=…]` with redirects, metacopy and the index off: an upper
@@ -165,6 +163,31 @@ fn walk(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
                 out.push(Change::Opaque(r.clone()));
             }
             walk(upper, &r, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Set every added entry's mtime later than `epoch` to it (SOURCE_DATE_EPOCH).
+pub fn clamp_mtimes(upper: &Path, changes: &[Change], epoch: u64) -> Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    // children first: setting a child's time does not move its parent's mtime, but keep the
+    // order anyway so a directory's own time is the last one written
+    for c in changes.iter().rev() {
+        let Change::Add(rel) = c else { continue };
+        let p = upper.join(rel);
+        let md = std::fs::symlink_metadata(&p).map_err(io(&p))?;
+        if md.mtime() > epoch as i64 {
+            let t = TimeSpec::new(epoch as i64, 0);
+            utimensat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                &t,
+                &t,
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(|e| io(&p)(e.into()))?;
         }
     }
     Ok(())

@@ -116,7 +116,7 @@ pub fn prune(o: &Opts) -> Result<Freed> {
         }
         // the context stat caches (context_cache.rs): small, and remade by the next build
         freed.bytes += remove(&root.join("context"));
-        prune_snapshots(root, &mut freed);
+        prune_snapshots(root, &mut freed, true);
         return Ok(freed);
     }
     // Cache entries, oldest use first, each with the blobs it reaches.
@@ -181,21 +181,19 @@ pub fn prune(o: &Opts) -> Result<Freed> {
             }
         }
     }
-    prune_snapshots(root, &mut freed);
+    prune_snapshots(root, &mut freed, false);
     Ok(freed)
 }
 
-/// Snapshots (snapshots/<digest prefix>, see snapshots.rs) of layers whose blob is gone.
-/// Called under the exclusive lock: no build has one mounted.
-fn prune_snapshots(root: &Path, freed: &mut Freed) {
-    let blobs: Vec<String> = entries(&root.join("blobs/sha256"))
-        .iter()
-        .map(|p| file_name(p))
-        .collect();
+/// Extracted layers (snapshots/, named by chain id, see snapshots.rs) once any blob went:
+/// a snapshot does not name its blob, and the next build remakes what it needs. Called under
+/// the exclusive lock: no build has one mounted.
+fn prune_snapshots(root: &Path, freed: &mut Freed, all: bool) {
+    if freed.blobs == 0 && !all {
+        return;
+    }
     for p in entries(&root.join("snapshots")) {
-        let name = file_name(&p);
-        let is_snapshot = name.len() >= 16 && name.bytes().all(|b| b.is_ascii_hexdigit());
-        if is_snapshot && !blobs.iter().any(|b| b.starts_with(&name)) {
+        if file_name(&p) != "boot_id" {
             freed.bytes += remove(&p);
             freed.snapshots += 1;
         }

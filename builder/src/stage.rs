@@ -84,7 +84,7 @@ impl Stage {
 
     /// The layer of what changed since [`Self::begin_change`] (None: nothing did).
     pub fn finish_change(&mut self, store: &Store) -> Result<Option<Layer>> {
-        self.tree.finish(store)
+        self.tree.finish(store, &self.layers)
     }
 
     /// Record a step's result.

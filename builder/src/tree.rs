@@ -75,13 +75,15 @@ impl WorkTree {
         if overlay_enabled() {
             match self.mount(store, layers) {
                 Ok(()) => return Ok(root),
-                Err(e) => {
+                // a bad layer is an error either way; only a refused mount means "extract"
+                Err(e @ crate::error::Error::Overlay { .. }) => {
                     eprintln!(
                         "warning: overlayfs not usable here ({e}); extracting layers instead"
                     );
                     OVERLAY.store(false, Ordering::Relaxed);
                     self.release();
                 }
+                Err(e) => return Err(e),
             }
         }
         crate::unpack::remove(&root)?;
@@ -120,15 +122,23 @@ impl WorkTree {
     /// After the step: its layer (None: it changed nothing), written to the store. With
     /// overlayfs the upper dir becomes the layer's snapshot and the tree is remounted with it
     /// when next needed.
-    pub fn finish(&mut self, store: &Store) -> Result<Option<Layer>> {
+    pub fn finish(&mut self, store: &Store, layers: &[Layer]) -> Result<Option<Layer>> {
         match self.state {
             State::Mounted(_) => {
                 self.release();
                 let upper = self.upper();
                 let changes = overlay::upper_changes(&upper)?;
+                if let Some(epoch) = crate::layer::source_epoch() {
+                    // as the layer has them, so later steps see what a fresh build sees
+                    overlay::clamp_mtimes(&upper, &changes, epoch)?;
+                }
                 let layer = crate::layer::write_changes(store, &upper, &changes)?;
                 if let Some(l) = &layer {
-                    Snapshots::new(store).adopt(&upper, &l.digest)?;
+                    let all: Vec<Layer> = layers.iter().chain([l]).cloned().collect();
+                    let chain = crate::snapshots::chain_ids(&all)
+                        .pop()
+                        .expect("one layer at least");
+                    Snapshots::new(store).adopt(&upper, &chain)?;
                 }
                 Ok(layer)
             }

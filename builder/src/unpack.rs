@@ -78,23 +78,8 @@ pub fn remove(p: &Path) -> Result<()> {
     }
 }
 
-/// What a layer's whiteout entries become.
-#[derive(Clone, Copy, PartialEq)]
-pub enum Whiteouts {
-    /// Delete what they name: `root` is a whole tree.
-    Apply,
-    /// Overlayfs' form (a 0:0 character device, a `trusted.overlay.opaque` directory): `root`
-    /// is one layer's own snapshot, used as an overlay lower directory.
-    Overlay,
-}
-
 /// Apply one layer blob (gzip or plain tar) to `root`.
 pub fn apply(blob: &Path, root: &Path) -> Result<()> {
-    apply_as(blob, root, Whiteouts::Apply)
-}
-
-/// [`apply`], with whiteouts kept in the given form.
-pub fn apply_as(blob: &Path, root: &Path, whiteouts: Whiteouts) -> Result<()> {
     let f = std::fs::File::open(blob).map_err(io(blob))?;
     let mut head = [0u8; 2];
     let mut f = std::io::BufReader::new(f);
@@ -110,7 +95,7 @@ pub fn apply_as(blob: &Path, root: &Path, whiteouts: Whiteouts) -> Result<()> {
     } else {
         Box::new(f)
     };
-    apply_tar(reader, root, whiteouts).map_err(|e| match e {
+    apply_tar(reader, root).map_err(|e| match e {
         Error::Io { path, source } => Error::Usage(format!(
             "layer {}: {}: {source}",
             blob.display(),
@@ -120,7 +105,7 @@ pub fn apply_as(blob: &Path, root: &Path, whiteouts: Whiteouts) -> Result<()> {
     })
 }
 
-pub fn apply_tar(reader: impl Read, root: &Path, whiteouts: Whiteouts) -> Result<()> {
+pub fn apply_tar(reader: impl Read, root: &Path) -> Result<()> {
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(true);
@@ -140,17 +125,6 @@ pub fn apply_tar(reader: impl Read, root: &Path, whiteouts: Whiteouts) -> Result
             .to_string_lossy()
             .into_owned();
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
-        if whiteouts == Whiteouts::Overlay && name.starts_with(".wh.") {
-            let victim = &name[4..];
-            let dir = resolve(root, &parent.join("x"))?.with_file_name("");
-            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-            if victim == ".wh..opq" {
-                crate::overlay::mark_opaque(&dir)?;
-            } else {
-                crate::overlay::whiteout(&dir.join(victim))?;
-            }
-            continue;
-        }
         if name == ".wh..wh..opq" {
             let dir = resolve(root, &parent.join("x"))?.with_file_name("");
             if let Ok(rd) = std::fs::read_dir(&dir) {
@@ -163,7 +137,10 @@ pub fn apply_tar(reader: impl Read, root: &Path, whiteouts: Whiteouts) -> Result
             continue;
         }
         if let Some(victim) = name.strip_prefix(".wh.") {
-            remove(&resolve(root, &parent.join(victim))?)?;
+            // `.wh..` / `.wh...` would name the directory itself or its parent
+            if !matches!(victim, "" | "." | "..") {
+                remove(&resolve(root, &parent.join(victim))?)?;
+            }
             continue;
         }
         let dst = resolve(root, &rel)?;

@@ -47,6 +47,17 @@ pub fn write(p: &Path, attrs: &[(String, Vec<u8>)]) -> Result<()> {
     Ok(())
 }
 
+/// Give `to` exactly the kept attributes of `from` (those `to` has and `from` lacks go).
+pub fn replace(from: &Path, to: &Path) -> Result<()> {
+    let want = read(from)?;
+    for (name, _) in read(to)? {
+        if !want.iter().any(|(n, _)| *n == name) {
+            xattr::remove(to, &name).map_err(io(to))?;
+        }
+    }
+    write(to, &want)
+}
+
 /// Copy the kept attributes of `from` onto `to`.
 pub fn copy(from: &Path, to: &Path) -> Result<()> {
     write(to, &read(from)?)

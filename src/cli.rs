@@ -95,6 +95,10 @@ pub enum Command {
     Resume { id: String },
     /// List the processes of a container
     Ps(PsArgs),
+    /// Checkpoint a running container with CRIU
+    Checkpoint(Box<crate::checkpoint::args::CheckpointArgs>),
+    /// Restore a container from a checkpoint with CRIU
+    Restore(Box<crate::checkpoint::args::RestoreArgs>),
     /// Stats (--stats: once) and OOM notifications of a container, as JSON lines
     Events {
         /// Print one stats document and exit

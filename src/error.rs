@@ -44,6 +44,8 @@ pub enum Error {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("{0}")]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error("{0}")]
+    Criu(#[from] crate::criu::CriuError),
     /// A hook failed: "error running <phase> hook #<i>: …" (runc's wording).
     #[error("{0}")]
     Hook(String),

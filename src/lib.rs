@@ -8,12 +8,14 @@
 #![deny(unsafe_code)]
 
 pub mod capabilities;
+pub mod checkpoint;
 pub mod cdi;
 pub mod cgroups;
 pub mod cli;
 pub mod commands;
 pub mod console;
 pub mod container;
+pub mod criu;
 pub mod error;
 pub mod fault;
 pub mod gpu;

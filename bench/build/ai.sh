@@ -36,8 +36,8 @@ $BUILDAH --root $W/bh-root --runroot $W/bh-run --storage-driver $DRIVER rmi -a -
 # one row: NAME JSON (hyperfine export with gpurun-build first, buildah second) GOAL
 row() {
 	jq -r --arg n "$1" --arg goal "$3" '.results as $r
-		| def t(x): "\(x.median*100|round/100) (\(x.min*100|round/100)–\(x.max*100|round/100))";
-		"| \($n) | \(t($r[0])) | \(t($r[1])) | **\($r[0].median/$r[1].median*100|round/100)** | \($goal) |"' "$2"
+		| def t(x): "\(x.median*1000|round/1000) (\(x.min*1000|round/1000)–\(x.max*1000|round/1000))";
+		"| \($n) | \(t($r[0])) | \(t($r[1])) | **\($r[0].median/$r[1].median*1000|round/1000)** | \($goal) |"' "$2"
 }
 hf() { hyperfine --style basic --export-json "$@" >&2; }
 

@@ -86,6 +86,12 @@ impl Snapshots {
             store.tmp("snapshot-mnt"),
         );
         let res = (|| {
+            if below.is_empty() {
+                // nothing below for its whiteouts, links or symlinks to refer to: extracted
+                // straight into the dir (no overlayfs lookups; the base is the biggest layer)
+                std::fs::create_dir_all(&upper).map_err(io(&upper))?;
+                return crate::unpack::apply(&store.blob(&layer.digest), &upper);
+            }
             for d in [&upper, &work, &mnt] {
                 std::fs::create_dir_all(d).map_err(io(d))?;
             }

@@ -67,6 +67,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             })?;
             cgroup_cmds::events(root, id, *stats, every)
         }
+        Command::Checkpoint(args) => crate::checkpoint::checkpoint(root, args).map(|()| 0),
+        Command::Restore(args) => crate::checkpoint::restore(root, args, cli.systemd_cgroup),
         Command::Hook(cmd) => gpu_cmds::hook(cmd),
         Command::Cdi(cmd) => gpu_cmds::cdi(cmd),
     }

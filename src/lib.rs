@@ -8,9 +8,9 @@
 #![deny(unsafe_code)]
 
 pub mod capabilities;
-pub mod checkpoint;
 pub mod cdi;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod console;

@@ -14,7 +14,9 @@ pub enum CgroupMode {
     Ignore,
 }
 
+// Podman passes some flags twice (`--leave-running`); runc accepts that.
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct CheckpointArgs {
     /// Directory for the checkpoint images [default: ./checkpoint]
     #[arg(long = "image-path", value_name = "DIR")]
@@ -65,6 +67,7 @@ pub struct CheckpointArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct RestoreArgs {
     /// Socket to send the restored terminal's master fd to
     #[arg(long = "console-socket", value_name = "PATH")]

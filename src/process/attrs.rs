@@ -78,7 +78,7 @@ pub fn apply(
         let (class, data) = ioprio(io).map_err(Error::Unsupported)?;
         // runc's `ioprioWhoPgrp` constant is 1, which is IOPRIO_WHO_PROCESS: it sets the
         // process itself (children inherit it). So do we: a true IOPRIO_WHO_PGRP would reach
-        // host processes in our group (we call setsid only for a terminal).
+        // host processes in an exec'd process's group (the init has a session of its own).
         sched::ioprio_set_self(class, data).map_err(Error::sys("ioprio_set"))?;
     }
     if let Some(p) = personality {

@@ -159,7 +159,13 @@ fn setup(plan: &CreatePlan, chan: &Channel, in_cgroup: bool) -> Result<std::conv
     // The pty comes from the container's own devpts, so only after the mounts (runc's order).
     match &plan.console {
         Some(socket) => crate::console::setup(socket, true)?,
-        None => crate::console::reopen_dev_null()?,
+        None => {
+            // A session of its own, as runc's init (nsexec) has: a checkpoint then finds no
+            // session leader outside the container (CRIU refuses one), and no terminal signal
+            // reaches the container by its process group (`run` forwards them instead).
+            nix::unistd::setsid().map_err(Error::sys("setsid"))?;
+            crate::console::reopen_dev_null()?
+        }
     }
 
     set_rlimits(process)?;

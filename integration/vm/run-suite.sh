@@ -42,7 +42,7 @@ elif [ "$VM_SYSTEMD" = 1 ]; then
 	KIND=-systemd
 	VM_TESTS=${VM_TESTS:-systemd systemd_hosts systemd_engines}
 else
-	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update engines events exec faults gpu gpu_cdi gpu_docker gpu_procfs hooks intel_rdt lifecycle mount_attrs mounts namespaces netdevices process_attrs rootless update_flags update_resources userns}
+	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update checkpoint checkpoint_gpu checkpoint_podman checkpoint_restore engines events exec faults gpu gpu_cdi gpu_docker gpu_procfs hooks intel_rdt lifecycle mount_attrs mounts namespaces netdevices process_attrs rootless update_flags update_resources userns}
 fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -67,7 +67,8 @@ install() {
 	{ apt_get update && apt_get install -y --no-install-recommends $missing; } >/tmp/run-suite-apt.log 2>&1 ||
 		{ tail -5 /tmp/run-suite-apt.log; die "apt-get install$missing failed"; }
 }
-install busybox-static jq runc
+# criu: the checkpoint tests run only here (Debian's 3.17 cannot on the hosts' 6.18 kernel)
+install busybox-static jq runc criu
 # VM_SYSTEMD=1: the guest boots the host's systemd, with the host's D-Bus daemon
 [ "$VM_SYSTEMD" != 1 ] || install systemd dbus
 # VM_LSM: apparmor_parser loads the tests' profile (and dockerd its docker-default), the Docker

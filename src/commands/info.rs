@@ -102,7 +102,11 @@ pub fn print_features() -> Result<i32> {
             "netDevices": {"enabled": true}
         },
         "annotations": {
-            "io.github.gpurun.version": env!("CARGO_PKG_VERSION")
+            "io.github.gpurun.version": env!("CARGO_PKG_VERSION"),
+            // `checkpoint`/`restore` exist (CRIU itself is probed when they run); runc's key
+            // too, for engines that look only for it.
+            "org.gpurun.checkpoint.enabled": "true",
+            "org.opencontainers.runc.checkpoint.enabled": "true"
         }
     });
     println!(

@@ -109,6 +109,9 @@ pub struct Opts {
     /// Restore: LSM profile ("apparmor:NAME", "selinux:LABEL") and mount context.
     pub lsm_profile: Option<String>,
     pub lsm_mount_context: Option<String>,
+    /// Dump: the cgroup CRIU freezes the tasks with (instead of ptrace alone); a paused
+    /// container stays frozen, as it was.
+    pub freeze_cgroup: Option<PathBuf>,
 }
 
 /// A notification CRIU sends while it works.
@@ -163,4 +166,23 @@ pub fn call(
     handler: &mut dyn Handler,
 ) -> Result<Outcome, CriuError> {
     swrk::call(criu, kind, opts, handler)
+}
+
+/// The oldest CRIU gpurun drives (the cgroup v2 freezer, the notifications it relies on).
+pub const MIN_VERSION: Version = Version {
+    major: 3,
+    minor: 15,
+    sublevel: 0,
+};
+
+/// The version of `criu`, or TooOld (naming the version found) before MIN_VERSION.
+pub fn check_version(criu: &std::path::Path) -> Result<Version, CriuError> {
+    let v = version(criu)?;
+    if v < MIN_VERSION {
+        return Err(CriuError::TooOld {
+            found: v.to_string(),
+            need: MIN_VERSION.to_string(),
+        });
+    }
+    Ok(v)
 }

@@ -34,6 +34,9 @@ pub struct Config {
     /// The kernel driver's procfs, read at create instead of initialising NVML when the
     /// request needs no MIG device and no requirement check; empty: always NVML.
     pub procfs: PathBuf,
+    /// NVIDIA's `cuda-checkpoint` for checkpointing GPU containers: a path, or a name looked
+    /// up on PATH.
+    pub cuda_checkpoint: PathBuf,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             ldconfig: "@/sbin/ldconfig".into(),
             cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
             procfs: "/proc/driver/nvidia".into(),
+            cuda_checkpoint: "cuda-checkpoint".into(),
         }
     }
 }

@@ -1,0 +1,241 @@
+//! `restore`: a counter container is checkpointed with CRIU and restored (same id, new id,
+//! detached and in the foreground); bad input leaves nothing. CRIU must work on this kernel
+//! (`criu check`): the QEMU VM's stock kernel, not our hosts' (see integration/vm/README.md).
+
+use gpurun_integration::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Root, and a CRIU that works here (probed once); else a skip with the reason.
+fn criu_usable() -> bool {
+    if !require_root() {
+        return false;
+    }
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    let probe = PROBE.get_or_init(|| {
+        let criu = std::env::var("GPURUN_CRIU").unwrap_or_else(|_| "criu".into());
+        match Command::new(&criu).arg("check").output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!(
+                "`{criu} check` fails here: {}",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            )),
+            Err(e) => Err(format!("{criu}: {e}")),
+        }
+    });
+    if let Err(reason) = probe {
+        skip(reason);
+    }
+    probe.is_ok()
+}
+
+/// A container counting into /out/count (a bind of the Env's `data` dir), its stdio all inside
+/// the container, so the dump has nothing of the caller's. With `limit` it exits 7 there.
+fn counter(env: &Env, limit: Option<u32>) -> PathBuf {
+    let data = env.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let cond = limit.map_or("true".to_string(), |n| format!("[ $i -lt {n} ]"));
+    let script = format!(
+        "exec >/out/count 2>&1 </dev/null; i=0; while {cond}; do echo $i; i=$((i+1)); sleep 0.1; done; exit 7"
+    );
+    env.config(|s| {
+        set_args(s, &["sh", "-c", &script]);
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/out", "type": "bind",
+            "source": data.to_str().unwrap(), "options": ["rbind", "rw"]
+        }));
+    });
+    data.join("count")
+}
+
+/// The numbers in the count file; asserts they are 0, 1, 2, … (no restart, no gap).
+#[track_caller]
+fn counted(file: &PathBuf) -> usize {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(*l, i.to_string(), "count file not a sequence:\n{text}");
+    }
+    lines.len()
+}
+
+#[track_caller]
+fn wait_count(file: &PathBuf, n: usize) {
+    let got = poll(Duration::from_secs(30), || {
+        (counted(file) >= n).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "counter never reached {n}: {}",
+        counted(file)
+    );
+}
+
+/// run -d, count a little, checkpoint (which stops the container and frees its id, as runc
+/// does); returns the count at the checkpoint.
+#[track_caller]
+fn run_and_checkpoint(env: &Env, id: &str, file: &PathBuf, images: &str) -> usize {
+    let bundle = env.bundle.to_str().unwrap();
+    env.gpurun(&["run", "-d", "--bundle", bundle, id])
+        .assert_ok();
+    wait_count(file, 3);
+    env.gpurun(&["checkpoint", "--image-path", images, id])
+        .assert_ok();
+    assert!(
+        env.state(id).is_none(),
+        "{id} still exists after checkpoint"
+    );
+    let n = counted(file);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(counted(file), n, "the counter went on after the checkpoint");
+    n
+}
+
+#[test]
+fn restore_detached_same_and_new_id() {
+    if !criu_usable() {
+        return;
+    }
+    let env = Env::new("restore_detached");
+    let file = counter(&env, None);
+    let bundle = env.bundle.to_str().unwrap();
+    let images = env.dir.join("images");
+    let images = images.to_str().unwrap();
+    let id = env.id();
+    let n = run_and_checkpoint(&env, &id, &file, images);
+
+    // An id that exists is refused, and that container is left alone.
+    let other = env.running(|_| {});
+    env.gpurun(&[
+        "restore",
+        "-d",
+        "--image-path",
+        images,
+        "--bundle",
+        bundle,
+        &other,
+    ])
+    .assert_err("exists");
+    assert_eq!(env.status(&other).as_deref(), Some("running"));
+    env.gpurun(&["delete", "-f", &other]).assert_ok();
+    counter(&env, None); // `running` rewrote config.json
+
+    env.gpurun(&[
+        "restore",
+        "-d",
+        "--image-path",
+        images,
+        "--bundle",
+        bundle,
+        &id,
+    ])
+    .assert_ok();
+    assert_eq!(env.status(&id).as_deref(), Some("running"));
+    wait_count(&file, n + 3);
+    let out = env.gpurun(&["exec", &id, "cat", "/proc/1/cmdline"]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("exec >/out/count"),
+        "{}",
+        out.describe()
+    );
+
+    // Again, from the restored container, into a new id.
+    let images2 = env.dir.join("images2");
+    let images2 = images2.to_str().unwrap();
+    env.gpurun(&["checkpoint", "--image-path", images2, &id])
+        .assert_ok();
+    assert!(
+        env.state(&id).is_none(),
+        "{id} still exists after checkpoint"
+    );
+    let n = counted(&file);
+    let id2 = env.id();
+    env.gpurun(&[
+        "restore",
+        "-d",
+        "--image-path",
+        images2,
+        "--bundle",
+        bundle,
+        &id2,
+    ])
+    .assert_ok();
+    assert_eq!(env.status(&id2).as_deref(), Some("running"));
+    assert!(
+        env.state(&id).is_none(),
+        "restoring {id2} brought back {id}"
+    );
+    wait_count(&file, n + 3);
+
+    env.gpurun(&["kill", &id2, "KILL"]).assert_ok();
+    env.wait_status(&id2, "stopped");
+    env.gpurun(&["delete", &id2]).assert_ok();
+    counted(&file);
+    if !is_gpurun() {
+        // runc 1.1.5 leaves the cgroup of a restored container it checkpoints again.
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{id}"));
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn restore_foreground_returns_exit_code() {
+    if !criu_usable() {
+        return;
+    }
+    let env = Env::new("restore_foreground");
+    let file = counter(&env, Some(40));
+    let images = env.dir.join("images");
+    let images = images.to_str().unwrap();
+    let id = env.id();
+    let n = run_and_checkpoint(&env, &id, &file, images);
+    assert!(n < 40, "counted to the end before the checkpoint: {n}");
+    let bundle = env.bundle.to_str().unwrap();
+    let out = env.gpurun(&["restore", "--image-path", images, "--bundle", bundle, &id]);
+    assert_eq!(out.code, 7, "{}", out.describe());
+    assert_eq!(counted(&file), 40);
+    // Deleted once it stopped, as `run` does.
+    assert!(
+        env.state(&id).is_none(),
+        "{id} left after a foreground restore"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn restore_bad_image_path_leaves_nothing() {
+    if !criu_usable() {
+        return;
+    }
+    let env = Env::new("restore_bad_image");
+    counter(&env, None);
+    let bundle = env.bundle.to_str().unwrap();
+    let id = env.id();
+    let missing = env.dir.join("no-such-images");
+    let empty = env.dir.join("empty-images");
+    std::fs::create_dir_all(&empty).unwrap();
+    for dir in [&missing, &empty] {
+        let dir = dir.to_str().unwrap();
+        let out = env.gpurun(&[
+            "restore",
+            "-d",
+            "--image-path",
+            dir,
+            "--bundle",
+            bundle,
+            &id,
+        ]);
+        out.assert_fail();
+        if is_gpurun() {
+            out.assert_err("inventory.img");
+        }
+        assert!(env.state(&id).is_none(), "{}", out.describe());
+    }
+    env.assert_clean();
+}

@@ -268,10 +268,18 @@ impl ContainerDir {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         };
+        use std::os::unix::fs::MetadataExt;
+        let dev = fs::metadata(&self.path).map(|m| m.dev()).ok();
         let entries = fs::read_dir(&self.path).into_iter().flatten().flatten();
         for entry in entries.filter(|e| e.file_name() != STATE_FILE) {
             let path = entry.path();
+            // never into a mount (a restore's rootfs bind a killed gpurun left): detach it
+            let mounted = fs::metadata(&path).is_ok_and(|m| Some(m.dev()) != dev);
             let removed = match entry.file_type().is_ok_and(|t| t.is_dir()) {
+                true if mounted => {
+                    let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+                    fs::remove_dir(&path)
+                }
                 true => fs::remove_dir_all(&path),
                 false => fs::remove_file(&path),
             };

@@ -18,7 +18,17 @@ pub fn save(images_dir: &Path, pid: i32) -> Result<()> {
         .collect();
     let path = images_dir.join(FILE);
     let json = serde_json::to_vec(&fds).expect("strings serialise");
-    std::fs::write(&path, json).map_err(|e| Error::io("write", &path, e))
+    // 0600, as runc writes it: it names the container's files
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(json.as_ref()))
+        .map_err(|e| Error::io("write", &path, e))
 }
 
 /// The recorded targets, fd 0 first.

@@ -37,6 +37,13 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
     criu::check_version(&criu_bin)?;
     // Before anything is stopped: a GPU container without a usable cuda-checkpoint fails here.
     let mut cuda = cuda::plan(&state)?;
+    if cuda.is_some() && status == Status::Paused {
+        // cuda-checkpoint's lock waits for in-flight CUDA calls, which a frozen process
+        // never finishes
+        return Err(Error::Unsupported(
+            "checkpoint of a paused GPU container: resume it first (cuda-checkpoint cannot lock a frozen process)".into(),
+        ));
+    }
 
     let images = args
         .image_path
@@ -202,8 +209,12 @@ fn make_dir(dir: &Path) -> Result<OwnedFd> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(Error::io("mkdir", dir, e)),
     }
-    open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
-        .map_err(Error::sys_path("open", dir))
+    open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys_path("open", dir))
 }
 
 /// `a/b/../c` → `a/c`, without the filesystem.

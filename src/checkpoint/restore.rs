@@ -88,7 +88,7 @@ pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<
     };
     let empty_ns = empty_ns(&args.empty_ns)?;
     let criu_bin = criu::binary();
-    let version = criu::version(&criu_bin)?;
+    let version = criu::check_version(&criu_bin)?;
     if (args.lsm_profile.is_some() || args.lsm_mount_context.is_some())
         && version
             < (criu::Version {
@@ -220,6 +220,15 @@ fn restore_in(
             return Err(e);
         }
     }
+    // Processes already in it belong to someone else (runc 1.2 refuses too): a failed
+    // restore kills what is in its cgroup, which must then be only what CRIU restored.
+    if !cgroup.pids().is_empty() {
+        cgroup.remove();
+        return Err(Error::Unsupported(format!(
+            "container's cgroup is not empty: {} process(es) already in it",
+            cgroup.pids().len()
+        )));
+    }
     let restored = criu_side::run(dir, bundle, args, plan, criu_bin, &mut state);
     if let Err(e) = restored {
         // CRIU kills what it restored when it fails; a failure of ours after its reply
@@ -262,6 +271,10 @@ fn empty_ns(names: &[String]) -> Result<u32> {
 
 /// A dir CRIU inherits by fd number: opened without close-on-exec.
 fn open_dir(path: &Path) -> Result<OwnedFd> {
-    open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
-        .map_err(Error::sys_path("open", path))
+    open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys_path("open", path))
 }

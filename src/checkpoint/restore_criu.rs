@@ -83,7 +83,8 @@ fn call(
     let mut inherit_fds = stdio_keys(&plan.inherited);
     // Joined namespaces (a netns of the engine's) were external at the dump: hand them back.
     let mut ns_fds = Vec::new();
-    for join in &plan.namespaces.join {
+    // (a pid namespace joined by path is kept apart from the others: see namespaces.rs)
+    for join in plan.namespaces.join.iter().chain(&plan.namespaces.pid) {
         let key = match join.flag {
             CloneFlags::CLONE_NEWNET => "extRootNetNS",
             CloneFlags::CLONE_NEWPID => "extRootPidNS",
@@ -92,8 +93,12 @@ fn call(
         if plan.empty_ns & join.flag.bits() as u32 != 0 {
             continue;
         }
-        let fd = open(&join.path, OFlag::O_RDONLY, Mode::empty())
-            .map_err(Error::sys_path("open", &join.path))?;
+        let fd = open(
+            &join.path,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(Error::sys_path("open", &join.path))?;
         inherit_fds.push((key.to_string(), fd.as_raw_fd()));
         ns_fds.push(fd);
     }
@@ -119,6 +124,7 @@ fn call(
         empty_ns: plan.empty_ns,
         notify_scripts: true,
         orphan_pts_master: plan.console.is_some(),
+        rst_sibling: true,
         lsm_profile: args.lsm_profile.clone(),
         lsm_mount_context: args.lsm_mount_context.clone(),
         ..Opts::default()

@@ -106,6 +106,9 @@ pub struct Opts {
     pub notify_scripts: bool,
     /// Restore: send the restored terminal's master fd (an orphan-pts-master notification).
     pub orphan_pts_master: bool,
+    /// Restore: the restored init becomes gpurun's child (CRIU's sibling), as with runc, so a
+    /// foreground restore can wait for it even without being a subreaper.
+    pub rst_sibling: bool,
     /// Restore: LSM profile ("apparmor:NAME", "selinux:LABEL") and mount context.
     pub lsm_profile: Option<String>,
     pub lsm_mount_context: Option<String>,

@@ -78,6 +78,8 @@ pub struct CriuOpts {
     pub manage_cgroups: Option<bool>,
     #[prost(message, repeated, tag = "25")]
     pub cg_root: Vec<CgroupRoot>,
+    #[prost(bool, optional, tag = "26")]
+    pub rst_sibling: Option<bool>,
     #[prost(message, repeated, tag = "27")]
     pub inherit_fd: Vec<InheritFd>,
     #[prost(int32, optional, tag = "34")]

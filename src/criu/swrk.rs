@@ -11,7 +11,7 @@ use nix::sys::socket::{
 };
 use prost::Message;
 use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -22,7 +22,9 @@ struct Swrk {
 }
 
 impl Swrk {
-    fn spawn(criu: &Path) -> Result<Swrk, CriuError> {
+    /// `inherit`: fds (open close-on-exec) CRIU must get under the same numbers; they are
+    /// inheritable only across this spawn, so hooks and other children never see them.
+    fn spawn(criu: &Path, inherit: &[RawFd]) -> Result<Swrk, CriuError> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -36,8 +38,9 @@ impl Swrk {
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         )
         .map_err(|e| rpc_err("fcntl", e))?;
+        set_cloexec(inherit, false)?;
         // CRIU's stdio is ours: a restore may hand it to the restored process.
-        let child = Command::new(criu)
+        let spawned = Command::new(criu)
             .arg("swrk")
             .arg(theirs.as_raw_fd().to_string())
             .stdin(Stdio::inherit())
@@ -52,7 +55,9 @@ impl Swrk {
                     path: criu.to_path_buf(),
                     source: e,
                 },
-            })?;
+            });
+        set_cloexec(inherit, true)?;
+        let child = spawned?;
         // Closing our copy of CRIU's end: if CRIU dies, reads see EOF instead of hanging.
         drop(theirs);
         Ok(Swrk {
@@ -125,7 +130,7 @@ fn rpc_err(what: &str, e: nix::errno::Errno) -> CriuError {
 }
 
 pub fn version(criu: &Path) -> Result<Version, CriuError> {
-    let swrk = Swrk::spawn(criu)?;
+    let swrk = Swrk::spawn(criu, &[])?;
     swrk.send(&CriuReq {
         r#type: rpc::VERSION,
         opts: None,
@@ -172,7 +177,18 @@ pub fn call(
         opts: Some(encode_opts(&opts)),
         notify_success: None,
     };
-    let swrk = Swrk::spawn(criu)?;
+    let mut inherit: Vec<RawFd> = [&opts.images_dir, &opts.work_dir]
+        .into_iter()
+        .flatten()
+        .map(|fd| fd.as_raw_fd())
+        .collect();
+    inherit.extend(
+        opts.inherit_fds
+            .iter()
+            .map(|(_, fd)| *fd)
+            .filter(|fd| *fd > 2),
+    );
+    let swrk = Swrk::spawn(criu, &inherit)?;
     handler.started(swrk.child.id() as i32)?;
     swrk.send(&req)?;
     let failed = |msg: String| CriuError::Failed {
@@ -306,6 +322,7 @@ fn encode_opts(o: &Opts) -> rpc::CriuOpts {
         external: o.external.clone(),
         empty_ns: (o.empty_ns != 0).then_some(o.empty_ns),
         orphan_pts_master: some(o.orphan_pts_master),
+        rst_sibling: some(o.rst_sibling),
         lsm_profile: o.lsm_profile.clone(),
         lsm_mount_context: o.lsm_mount_context.clone(),
         freeze_cgroup: o
@@ -313,4 +330,12 @@ fn encode_opts(o: &Opts) -> rpc::CriuOpts {
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned()),
     }
+}
+
+/// Set or clear close-on-exec on `fds` (held open by the caller for the call).
+fn set_cloexec(fds: &[RawFd], on: bool) -> Result<(), CriuError> {
+    for fd in fds {
+        crate::sys::fd::set_cloexec(*fd, on).map_err(|e| rpc_err("fcntl(F_SETFD)", e))?;
+    }
+    Ok(())
 }

@@ -40,6 +40,21 @@ impl ConsoleSocket {
     }
 }
 
+/// Hand a pty master to the engine's console socket (runc's message: the name "/dev/ptmx"
+/// and the fd).
+pub fn send_master(socket: &OwnedFd, master: &impl AsRawFd) -> Result<()> {
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[IoSlice::new(b"/dev/ptmx")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(Error::sys("send pty master to console socket"))?;
+    Ok(())
+}
+
 /// In the init, after pivot_root: make the pty, hand the master to the socket, and make the
 /// slave our controlling terminal and stdio (and /dev/console).
 pub fn setup(socket: &OwnedFd, is_init: bool) -> Result<()> {
@@ -56,15 +71,7 @@ pub fn setup(socket: &OwnedFd, is_init: bool) -> Result<()> {
     if is_init {
         bind_console(&name)?;
     }
-    let fds = [master.as_raw_fd()];
-    sendmsg::<()>(
-        socket.as_raw_fd(),
-        &[IoSlice::new(b"/dev/ptmx")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(Error::sys("send pty master to console socket"))?;
+    send_master(socket, &master)?;
     drop(master);
     nix::unistd::setsid().map_err(Error::sys("setsid"))?;
     crate::sys::set_controlling_tty(slave.as_fd()).map_err(Error::sys("ioctl(TIOCSCTTY)"))?;

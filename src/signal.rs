@@ -1,10 +1,24 @@
-//! Signal names as `kill` accepts them: `KILL`, `SIGKILL`, `kill`, `9`.
+//! Signal names as `kill` accepts them: `KILL`, `SIGKILL`, `kill`, `9`; and the signals a
+//! foreground `run`/`restore` passes on.
 
 use std::str::FromStr;
 
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
+
+/// Signals a foreground `run` (or `restore`) passes on to the container instead of dying
+/// from them.
+pub const FORWARDED: [Signal; 8] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
 
 pub fn parse(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {

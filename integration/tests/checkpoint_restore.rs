@@ -239,3 +239,69 @@ fn restore_bad_image_path_leaves_nothing() {
     }
     env.assert_clean();
 }
+
+/// Unmounts a persistent namespace file (made by `unshare --ipc=FILE`), even on failure.
+struct NsFile(PathBuf);
+
+impl Drop for NsFile {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A container that joined an ipc namespace by path (as a pod's containers do) is restored
+/// into that namespace again, not into a private copy of it (runc's JoinNs).
+#[test]
+fn restore_rejoins_an_ipc_namespace_joined_by_path() {
+    use std::os::unix::fs::MetadataExt;
+    if !criu_usable() {
+        return;
+    }
+    let env = Env::new("restore_joinns");
+    let file = counter(&env, None);
+    let ns = NsFile(env.dir.join("ipcns"));
+    std::fs::write(&ns.0, "").unwrap();
+    let made = Command::new("unshare")
+        .arg(format!("--ipc={}", ns.0.display()))
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(made.success(), "unshare --ipc=FILE");
+    let ns_path = ns.0.to_str().unwrap().to_string();
+    // edited in place: `env.config` starts again from the default (the counter's args)
+    let config = env.bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    for n in spec["linux"]["namespaces"].as_array_mut().unwrap() {
+        if n["type"] == "ipc" {
+            n["path"] = json!(ns_path);
+        }
+    }
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let want = format!("ipc:[{}]", std::fs::metadata(&ns.0).unwrap().ino());
+    let images = env.dir.join("images");
+    let images = images.to_str().unwrap();
+    let bundle = env.bundle.to_str().unwrap();
+    let id = env.id();
+    run_and_checkpoint(&env, &id, &file, images);
+    env.gpurun(&[
+        "restore",
+        "-d",
+        "--image-path",
+        images,
+        "--bundle",
+        bundle,
+        &id,
+    ])
+    .assert_ok();
+    let pid = env.state(&id).unwrap()["pid"].as_i64().unwrap();
+    let got = std::fs::read_link(format!("/proc/{pid}/ns/ipc")).unwrap();
+    assert_eq!(
+        got.to_str().unwrap(),
+        want,
+        "restored outside the joined ipc namespace"
+    );
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
+    drop(ns);
+    env.assert_clean();
+}

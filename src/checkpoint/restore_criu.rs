@@ -1,14 +1,12 @@
 //! The CRIU side of `restore`: the request (CRIU's root, external mounts, inherited stdio and
 //! namespaces, cgroup roots) and the notifications that run hooks and record the restored init.
 
-use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::stat::Mode;
 
 use super::super::args::RestoreArgs;
@@ -84,10 +82,20 @@ fn call(
     // Joined namespaces (a netns of the engine's) were external at the dump: hand them back.
     let mut ns_fds = Vec::new();
     // (a pid namespace joined by path is kept apart from the others: see namespaces.rs)
+    let mut join_ns = Vec::new();
     for join in plan.namespaces.join.iter().chain(&plan.namespaces.pid) {
         let key = match join.flag {
             CloneFlags::CLONE_NEWNET => "extRootNetNS",
             CloneFlags::CLONE_NEWPID => "extRootPidNS",
+            // a pod's ipc/uts namespaces: CRIU enters them instead of restoring private ones
+            CloneFlags::CLONE_NEWIPC => {
+                join_ns.push(("ipc".to_string(), join.path.clone()));
+                continue;
+            }
+            CloneFlags::CLONE_NEWUTS => {
+                join_ns.push(("uts".to_string(), join.path.clone()));
+                continue;
+            }
             _ => continue,
         };
         if plan.empty_ns & join.flag.bits() as u32 != 0 {
@@ -121,6 +129,7 @@ fn call(
         cg_roots: cg_roots(&state.cgroup),
         ext_mounts,
         inherit_fds,
+        join_ns,
         empty_ns: plan.empty_ns,
         notify_scripts: true,
         orphan_pts_master: plan.console.is_some(),
@@ -253,16 +262,7 @@ impl Restorer<'_> {
                         "orphan-pts-master without a console socket".into(),
                     ));
                 };
-                let fds = [master.as_raw_fd()];
-                sendmsg::<()>(
-                    socket.as_raw_fd(),
-                    &[IoSlice::new(b"/dev/ptmx")],
-                    &[ControlMessage::ScmRights(&fds)],
-                    MsgFlags::empty(),
-                    None,
-                )
-                .map_err(Error::sys("send pty master to console socket"))?;
-                Ok(())
+                crate::console::send_master(socket, &master)
             }
             _ => Ok(()),
         }

@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -12,16 +12,7 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// `run`'s list: what a foreground runtime forwards instead of dying from.
-const FORWARDED: [Signal; 7] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGCONT,
-];
+use crate::signal::FORWARDED;
 
 /// Become the subreaper of what CRIU restores, so the init (CRIU's child unless CRIU made it
 /// our sibling) is reparented to us, and `waitpid` gets its status.

@@ -15,17 +15,7 @@ use crate::container::{self, create};
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// Signals a foreground `run` passes on to the container instead of dying from them.
-const FORWARDED: [Signal; 8] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-];
+use crate::signal::FORWARDED;
 
 pub fn run(root: &Path, args: &RunArgs, systemd_cgroup: bool) -> Result<i32> {
     let id = &args.create.id;

@@ -203,7 +203,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     // Kill what outlived the init — only possible without a pid namespace of its own: the
     // kernel kills every process of a pid namespace when its init dies (runc skips it too).
-    if !(status == Status::Stopped && state.own_pid_ns) {
+    // No init recorded (a restore killed while CRIU worked) but a cgroup of ours: whatever
+    // is in it was restored for this container.
+    let unrecorded = state.pid == 0 && !state.cgroup.created.is_empty();
+    if !(status == Status::Stopped && state.own_pid_ns) || unrecorded {
         signal_all(&state, libc::SIGKILL);
     }
     wait_for_exit(id, &state)?;

@@ -100,6 +100,9 @@ pub struct Opts {
     /// ("pipe:[1234]", 1). Fds 0-2 are CRIU's own stdio (gpurun's); others must be open
     /// without close-on-exec.
     pub inherit_fds: Vec<(String, RawFd)>,
+    /// Restore: namespaces joined by path that CRIU enters for the restored tasks:
+    /// ("ipc" | "uts", path), as runc's JoinNs.
+    pub join_ns: Vec<(String, PathBuf)>,
     /// Namespaces (CLONE_NEW* bits) CRIU leaves empty (`--empty-ns network`).
     pub empty_ns: u32,
     /// Ask for notifications (hooks at setup-namespaces / post-restore, …).

@@ -32,6 +32,15 @@ pub struct InheritFd {
     pub fd: i32,
 }
 
+/// `join_namespace`: an existing namespace the restored tasks join (ipc, uts).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct JoinNamespace {
+    #[prost(string, required, tag = "1")]
+    pub ns: String,
+    #[prost(string, required, tag = "2")]
+    pub ns_file: String,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct CgroupRoot {
     #[prost(string, optional, tag = "1")]
@@ -80,6 +89,8 @@ pub struct CriuOpts {
     pub cg_root: Vec<CgroupRoot>,
     #[prost(bool, optional, tag = "26")]
     pub rst_sibling: Option<bool>,
+    #[prost(message, repeated, tag = "39")]
+    pub join_ns: Vec<JoinNamespace>,
     #[prost(message, repeated, tag = "27")]
     pub inherit_fd: Vec<InheritFd>,
     #[prost(int32, optional, tag = "34")]

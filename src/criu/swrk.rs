@@ -311,6 +311,14 @@ fn encode_opts(o: &Opts) -> rpc::CriuOpts {
                 path: path.clone(),
             })
             .collect(),
+        join_ns: o
+            .join_ns
+            .iter()
+            .map(|(ns, path)| rpc::JoinNamespace {
+                ns: ns.clone(),
+                ns_file: path.to_string_lossy().into_owned(),
+            })
+            .collect(),
         inherit_fd: o
             .inherit_fds
             .iter()

@@ -137,35 +137,18 @@ pub fn unmount(target: &Path) {
 /// opaque directories `.wh..wh..opq`, everything else is added. The root itself is not.
 pub fn upper_changes(upper: &Path) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    walk(upper, Path::new(""), &mut out)?;
+    // parents before children; a whiteout is a device, never descended into
+    crate::layer::walk(upper, Path::new(""), &mut |rel, md| {
+        if is_whiteout(md) {
+            out.push(Change::Whiteout(rel.to_path_buf()));
+            return;
+        }
+        out.push(Change::Add(rel.to_path_buf()));
+        if md.is_dir() && is_opaque(&upper.join(rel)) {
+            out.push(Change::Opaque(rel.to_path_buf()));
+        }
+    })?;
     Ok(out)
-}
-
-fn walk(upper: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
-    let dir = upper.join(rel);
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(io(&dir))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<_>>()
-        .map_err(io(&dir))?;
-    names.sort();
-    for name in names {
-        let r = rel.join(&name);
-        let p = upper.join(&r);
-        let md = std::fs::symlink_metadata(&p).map_err(io(&p))?;
-        if is_whiteout(&md) {
-            out.push(Change::Whiteout(r));
-            continue;
-        }
-        out.push(Change::Add(r.clone()));
-        if md.is_dir() {
-            if is_opaque(&p) {
-                out.push(Change::Opaque(r.clone()));
-            }
-            walk(upper, &r, out)?;
-        }
-    }
-    Ok(())
 }
 
 /// Set every added entry's mtime later than `epoch` to it (SOURCE_DATE_EPOCH).

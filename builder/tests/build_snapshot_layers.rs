@@ -5,36 +5,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-const EXTRACT: &[(&str, &str)] = &[("GPURUN_BUILD_OVERLAY", "0")];
-
-/// Every path under `root` with its type, mode, owner, size, link target and content digest
-/// (not times: the two engines write at different moments).
-fn listing(root: &Path) -> Vec<String> {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("find . -printf '%p %y %m %U:%G %s %l %r\\n' | sort; find . -type f -print0 | sort -z | xargs -0 -r sha256sum")
-        .current_dir(root)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-fn assert_same_tree(a: &Path, b: &Path) {
-    let (la, lb) = (listing(a), listing(b));
-    let only_a: Vec<_> = la.iter().filter(|l| !lb.contains(l)).collect();
-    let only_b: Vec<_> = lb.iter().filter(|l| !la.contains(l)).collect();
-    assert!(
-        only_a.is_empty() && only_b.is_empty(),
-        "trees differ\nonly in {}: {only_a:#?}\nonly in {}: {only_b:#?}",
-        a.display(),
-        b.display()
-    );
-}
-
 /// One tar entry of a crafted layer.
 enum E {
     Dir(&'static str),

@@ -5,13 +5,9 @@
 
 use super::rpc::{self, CriuReq, CriuResp};
 use super::{CgMode, CriuError, Handler, Kind, Notification, Opts, Outcome, Version};
-use nix::sys::socket::{
-    recvmsg, send, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    UnixAddr,
-};
+use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use prost::Message;
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -77,30 +73,8 @@ impl Swrk {
     fn recv(&self) -> Result<Option<(CriuResp, Option<OwnedFd>)>, CriuError> {
         let sock = self.sock.as_ref().expect("socket open");
         let mut buf = vec![0u8; 64 * 1024];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let (n, fd) = loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<UnixAddr>(
-                sock.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(rpc_err("recvmsg", e)),
-                Ok(m) => {
-                    let mut fd = None;
-                    for c in m.cmsgs().map_err(|e| rpc_err("recvmsg", e))? {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            for raw in fds {
-                                fd = Some(crate::sys::own_received_fd(raw));
-                            }
-                        }
-                    }
-                    break (m.bytes, fd);
-                }
-            }
-        };
+        let (n, fd) = crate::sys::fd::recv_with_fd(sock.as_fd(), &mut buf)
+            .map_err(|e| rpc_err("recvmsg", e))?;
         if n == 0 {
             return Ok(None);
         }

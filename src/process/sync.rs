@@ -29,12 +29,12 @@
 //! After `Detached` the channel is closed: `start` talks to the init only through the exec fifo
 //! (see [`crate::container::start`]).
 
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sys::socket::{
-    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
-    MsgFlags, SockFlag, SockType, UnixAddr,
+    send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+    UnixAddr,
 };
 use serde::{Deserialize, Serialize};
 
@@ -103,31 +103,8 @@ impl Channel {
     /// The next message and the descriptor sent with it, if any (received close-on-exec).
     pub fn recv_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let (n, fd) = loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<UnixAddr>(
-                self.0.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("recvmsg sync message")(e)),
-                Ok(m) => {
-                    let mut fd = None;
-                    for c in m.cmsgs().map_err(Error::sys("recvmsg sync message"))? {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            // Each received fd is owned at once, so extras are closed too.
-                            for raw in fds {
-                                fd = Some(crate::sys::own_received_fd(raw));
-                            }
-                        }
-                    }
-                    break (m.bytes, fd);
-                }
-            }
-        };
+        let (n, fd) = crate::sys::fd::recv_with_fd(self.0.as_fd(), &mut buf)
+            .map_err(Error::sys("recvmsg sync message"))?;
         if n == 0 {
             return Ok(None);
         }

@@ -11,3 +11,38 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
     let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, flags) };
     Errno::result(ret).map(drop)
 }
+
+/// Receive one message into `buf` and the descriptor sent with it, if any (close-on-exec;
+/// each received fd is owned at once, so extras are closed). Retries on EINTR. Ok((0, _)):
+/// the other end has closed.
+pub fn recv_with_fd(
+    sock: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<(usize, Option<std::os::fd::OwnedFd>), Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        match recvmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(m) => {
+                let mut fd = None;
+                for c in m.cmsgs()? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        for raw in fds {
+                            fd = Some(super::own_received_fd(raw));
+                        }
+                    }
+                }
+                return Ok((m.bytes, fd));
+            }
+        }
+    }
+}

@@ -84,7 +84,7 @@ check "run --cap-drop"       expect_out ok $RUN --rm --cap-drop CAP_CHOWN --root
 # (reOpenDevNull) so the container can write to stdout/stderr
 check "run --null-io (echo exits 0)" expect_rc 0 $RUN --rm --null-io --rootfs "$R" $ID-s5 sh -c 'echo hidden && echo hidden >&2'
 # terminal: the shim passes --console-socket; `script` gives ctr a pty to attach to
-tty_run() { timeout 30 script -qec "$RUN --rm -t --rootfs $R $ID-t sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
+tty_run() { in_pty "$RUN --rm -t --rootfs $R $ID-t sh -c 'tty && echo tty-ok; sleep 1'"; }
 check_tty "run -t (pty)" tty_run
 
 # --- detached container with limits ------------------------------------------------------------
@@ -126,7 +126,7 @@ check "task resume"          $CTR task resume $C
 check "task RUNNING again"   expect_out RUNNING task_status
 # the sleep keeps the pty open until its output is drained: the shim shuts the console down as
 # soon as the process exits, and a short process's last line may still sit in the tty buffer
-tty_exec() { timeout 30 script -qec "$CTR task exec -t --exec-id t1 $C sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
+tty_exec() { in_pty "$CTR task exec -t --exec-id t1 $C sh -c 'tty && echo tty-ok; sleep 1'"; }
 check_tty "exec -t (pty)" tty_exec
 check "exec after resume"    expect_out ok $CTR task exec --exec-id e5 $C echo ok
 check "task kill SIGKILL"    $CTR task kill -s SIGKILL $C

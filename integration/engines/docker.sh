@@ -235,8 +235,8 @@ check "--cap-drop ALL"        expect_out "CapEff:	0000000000000000" $RUN --cap-d
 check "--security-opt no-new-privileges" expect_out "NoNewPrivs:	1" $RUN --security-opt no-new-privileges $IMG grep NoNewPrivs /proc/self/status
 check "--init (pid 1 docker-init)" expect_out docker-init $RUN --init $IMG cat /proc/1/comm
 # terminal: the shim passes --console-socket; `script` gives docker a pty (its EOF on stdin may
-# echo a ^@ or ^D into the output: look for tty-ok anywhere; `tty` fails without a terminal)
-tty_run() { timeout 30 script -qec "$RUN -it $IMG sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q 'tty-ok'; }
+# echo a ^@ or ^D into the output, in_pty allows it; `tty` fails without a terminal)
+tty_run() { in_pty "$RUN -it $IMG sh -c 'tty && echo tty-ok; sleep 1'"; }
 check_tty "run -it (pty)" tty_run
 
 say "detached with limits: exec, update, pause/unpause, top, stats, stop"
@@ -264,7 +264,7 @@ check "exec echo"             expect_out hi $D exec $L echo hi
 check "exec exit status 5"    expect_rc 5 $D exec $L sh -c 'exit 5'
 check "exec -i stdin"         expect_out xyz bash -c "echo xyz | $D exec -i $L cat"
 check "exec -u -e -w"         expect_out "1000:1000 X=1 /tmp" $D exec -u 1000:1000 -e X=1 -w /tmp $L sh -c 'echo $(id -u):$(id -g) X=$X $(pwd)'
-tty_exec() { timeout 30 script -qec "$D exec -it $L sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q 'tty-ok'; }
+tty_exec() { in_pty "$D exec -it $L sh -c 'tty && echo tty-ok; sleep 1'"; }
 check_tty "exec -it (pty)" tty_exec
 
 check "update --memory 128m --memory-swap 256m" upd --memory 128m --memory-swap 256m $L

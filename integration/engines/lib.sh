@@ -54,6 +54,20 @@ check_tty() {
 	if command -v script >/dev/null; then check "$@"; else skip "$1" "script(1) not installed (util-linux): no pty to attach"; fi
 }
 
+# quiet CMD...: CMD with its stdout dropped (ids and names engines print)
+quiet() { "$@" >/dev/null; }
+
+# in_pty CMD: run the shell command CMD on a fresh pty (script(1)); it must print a line
+# ending "tty-ok" (docker may echo ^D before it). What it printed is shown when it did not.
+# The commands sleep after printing: an engine may shut the console when the process exits,
+# before its copier has read the last output.
+in_pty() {
+	local out; out=$(timeout 30 script -qec "$1" /dev/null </dev/null 2>&1 | tr -d '\r')
+	printf '%s\n' "$out" | grep -q 'tty-ok[[:space:]]*$' && return 0
+	printf '  in a pty, no tty-ok line from: %s\n  it printed: [%s]\n' "$1" "$out" >&2
+	return 1
+}
+
 # expect_out WANT CMD...: stdout of CMD (stripped of \r) must equal WANT
 expect_out() {
 	local want=$1; shift

@@ -68,7 +68,7 @@ check "run --privileged"      expect_out ok $RUN --privileged $ROOT sh -c 'test 
 check "run --hostname"        expect_out box $RUN --hostname box $ROOT hostname
 check "run missing binary -> 127" expect_rc 127 $RUN $ROOT /nonexistent
 # terminal: conmon passes --console-socket; `script` gives podman a pty to attach to
-tty_run() { timeout 30 script -qec "$RUN -t $ROOT sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
+tty_run() { in_pty "$RUN -t $ROOT sh -c 'tty && echo tty-ok; sleep 1'"; }
 check_tty "run -t (pty)" tty_run
 lim() {
 	$RUN --memory 64m --pids-limit 50 --cpus 0.5 $ROOT sh -c '
@@ -86,7 +86,7 @@ check "exec exit status 4"    expect_rc 4 $P exec sleeper sh -c 'exit 4'
 check "exec -i stdin"         expect_out xyz bash -c "echo xyz | $P exec -i sleeper cat"
 check "exec --user/--env/--workdir" expect_out "65534 Y=2 /tmp" $P exec --user 65534 --env Y=2 --workdir /tmp sleeper sh -c 'echo $(id -u) Y=$Y $(pwd)'
 check "exec -d"               $P exec -d sleeper sleep 5
-tty_exec() { timeout 30 script -qec "$P exec -t sleeper sh -c 'tty && echo tty-ok; sleep 0.5'" /dev/null </dev/null | tr -d '\r' | grep -q '^tty-ok'; }
+tty_exec() { in_pty "$P exec -t sleeper sh -c 'tty && echo tty-ok; sleep 1'"; }
 check_tty "exec -t (pty)" tty_exec
 check "pause"                 $P pause sleeper
 check "paused"                expect_out paused st sleeper

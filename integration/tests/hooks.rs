@@ -319,8 +319,12 @@ fn start_reports_a_failing_start_container_hook_and_does_not_hold_the_lock() {
         .env("GPURUN_IT", &env.marker)
         .spawn()
         .unwrap();
-    // `state` and `kill` get the lock while start waits for the hook.
-    assert_eq!(env.status(&id).as_deref(), Some("running"));
+    // `state` and `kill` get the lock while start waits for the hook (once start has opened
+    // the exec fifo, the container is running).
+    let running = poll(std::time::Duration::from_secs(10), || {
+        (env.status(&id).as_deref() == Some("running")).then_some(())
+    });
+    assert!(running.is_some(), "status {:?}", env.status(&id));
     assert!(
         start.try_wait().unwrap().is_none(),
         "start returned before the hook finished"

@@ -123,12 +123,18 @@ fn counts_past(env: &Env, above: Option<u64>) -> u64 {
 }
 
 fn gpu_counter(env: &Env) {
+    gpu_counter_on(env, "all");
+}
+
+/// The counter as a GPU container given `visible` (NVIDIA_VISIBLE_DEVICES).
+fn gpu_counter_on(env: &Env, visible: &str) {
     std::fs::create_dir_all(env.rootfs().join("tmp")).unwrap();
     let _ = std::fs::remove_file(env.rootfs().join("tmp/count"));
+    let visible = format!("NVIDIA_VISIBLE_DEVICES={visible}");
     env.config(|s| {
         set_args(s, &["sh", "-c", COUNTER]);
         s["root"]["readonly"] = json!(false);
-        with_env(&["NVIDIA_VISIBLE_DEVICES=all"])(s);
+        with_env(&[&visible])(s);
     });
 }
 
@@ -262,6 +268,61 @@ fn checkpoint_gpu_container_without_usable_cuda_checkpoint_fails_first() {
     check("the NVIDIA driver is too old");
     assert!(actions(&cuda).is_empty());
     assert_eq!(cuda_state(&cuda, 1), "running");
+    stop(&env, &id);
+    env.assert_clean();
+}
+
+/// Restored where the same GPU has another minor (another node, or a driver that renumbered
+/// its GPUs): the container's /dev has this node's node for its GPU, not the dumped one.
+#[test]
+fn restore_makes_this_nodes_gpu_nodes() {
+    let Some((env, host)) = gpu_env("ckpt_gpu_nodes", h100x2()) else {
+        return;
+    };
+    if !criu_works() {
+        return;
+    }
+    stand_in(&host, &[1]);
+    gpu_counter_on(&env, &host.uuid(0));
+    let id = env.id();
+    let bundle = env.bundle.to_str().unwrap().to_string();
+    let _run = detached(&env, &host, &["run", "-d", "--bundle", &bundle, &id]);
+    // GPU 0 is /dev/nvidia1 here (h100x2)
+    let nodes = |id: &str| env.gpurun(&["exec", id, "sh", "-c", "ls /dev | grep '^nvidia[0-9]'"]);
+    let out = nodes(&id);
+    assert_eq!(out.stdout.trim(), "nvidia1", "{}", out.describe());
+    counts_past(&env, None);
+    let images = env.dir.join("images");
+    let images = images.to_str().unwrap();
+    env.gpurun(&["checkpoint", "--image-path", images, &id])
+        .assert_ok();
+    let stopped = count(&env);
+
+    // The node it is restored on: the same UUID is minor 0.
+    let mut desc = host.desc.clone();
+    desc["devices"][0]["minor"] = json!(0);
+    desc["devices"][1]["minor"] = json!(1);
+    std::fs::write(&host.machine, desc.to_string()).unwrap();
+    let args = [
+        "restore",
+        "-d",
+        "--image-path",
+        images,
+        "--bundle",
+        &bundle,
+        &id,
+    ];
+    let _restored = detached(&env, &host, &args);
+    let out = env.gpurun(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "ls /dev | grep '^nvidia[0-9]'; stat -c '%t:%T' /dev/nvidia0",
+    ]);
+    // 195 = 0xc3
+    assert_eq!(out.stdout.trim(), "nvidia0\nc3:0", "{}", out.describe());
+    counts_past(&env, stopped);
     stop(&env, &id);
     env.assert_clean();
 }

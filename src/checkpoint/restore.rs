@@ -5,6 +5,10 @@
 
 #[path = "restore_criu.rs"]
 mod criu_side;
+#[path = "restore_devices.rs"]
+mod devices;
+#[path = "restore_mountpoints.rs"]
+mod mountpoints;
 #[path = "restore_wait.rs"]
 mod wait;
 

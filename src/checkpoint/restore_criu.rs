@@ -44,6 +44,7 @@ pub fn run(
     criu_bin: &Path,
     state: &mut State,
 ) -> Result<()> {
+    super::mountpoints::prepare(&bundle.spec, &bundle.rootfs)?;
     let criu_root = dir.path.join("criu-root");
     std::fs::create_dir(&criu_root).map_err(|e| Error::io("mkdir", &criu_root, e))?;
     mount(
@@ -138,9 +139,16 @@ fn call(
         lsm_mount_context: args.lsm_mount_context.clone(),
         ..Opts::default()
     };
+    let userns = plan.namespaces.new.contains(CloneFlags::CLONE_NEWUSER)
+        || plan
+            .namespaces
+            .join
+            .iter()
+            .any(|j| j.flag == CloneFlags::CLONE_NEWUSER);
     let mut handler = Restorer {
         dir,
         state,
+        devices: super::devices::Plan::new(&bundle.spec, userns),
         pid_file: args.pid_file.as_deref(),
         console: plan.console,
         failed: None,
@@ -224,6 +232,8 @@ struct Restorer<'a> {
     dir: &'a ContainerDir,
     state: &'a mut State,
     pid_file: Option<&'a Path>,
+    /// This node's device nodes, made while the restored tasks are stopped.
+    devices: Option<super::devices::Plan>,
     console: Option<OwnedFd>,
     /// Our error in a notification: reported instead of CRIU's.
     failed: Option<Error>,
@@ -255,7 +265,14 @@ impl Restorer<'_> {
                 }
                 Ok(())
             }
-            "post-restore" => self.record(n.pid),
+            // The tasks are restored and still stopped.
+            "post-restore" => {
+                self.record(n.pid)?;
+                match &self.devices {
+                    Some(devices) => devices.apply(n.pid),
+                    None => Ok(()),
+                }
+            }
             "orphan-pts-master" => {
                 let (Some(socket), Some(master)) = (&self.console, n.fd) else {
                     return Err(Error::Init(

@@ -63,4 +63,23 @@ check "running after restore"      expect_out running st counter
 check "counts on past $C1"         wait_until 10 counts_past "$C1"
 check "exec in the restored one"   expect_out hi $P exec counter echo hi
 check "rm -f"                      $P rm -f -t 0 counter
+
+# --export / --import: the restore gets a fresh rootfs (the image plus the exported changes),
+# without the mountpoints the first create made in it
+say "podman container checkpoint --export / restore --import"
+ccount() { $P exec moved cat /tmp/count 2>/dev/null; }
+ccounts_past() { [ "$(ccount)" -gt "$1" ] 2>/dev/null; }
+check "import the rootfs as an image" eval "tar -C '$R' -c . | $P import - localhost/ckpt-bb >/dev/null"
+$P run -d --name moved localhost/ckpt-bb sh -c 'i=0; while true; do echo $i > /tmp/count; i=$((i+1)); sleep 0.1; done' >/dev/null
+check "image counter runs"         wait_until 10 ccounts_past 2
+E0=$(ccount)
+check "checkpoint --export"        quiet $P container checkpoint --export "$W/moved.tar.gz" moved
+check "rm the checkpointed one"    quiet $P rm -f -t 0 moved
+check "restore --import"           quiet $P container restore --import "$W/moved.tar.gz"
+# a container started afresh would count from 0: this one goes on from where it was dumped
+resumed() { local c; c=$(ccount) && [ "$c" -ge "$1" ] || { echo "  count [$c], want >= $1" >&2; false; }; }
+check "imported one resumes at >= $E0" resumed "$E0"
+check "and counts on"              wait_until 10 ccounts_past "$E0"
+check "rm -f (imported)"           quiet $P rm -f -t 0 moved
+$P rmi -f localhost/ckpt-bb >/dev/null 2>&1
 summary "podman checkpoint"

@@ -263,7 +263,9 @@ impl ContainerDir {
 
     /// Remove the directory (the lock dies with `self`). state.json goes last but for the
     /// directory itself: a removal cut short leaves a state the next `delete` finishes from.
+    /// MPS leases recorded there are given back first.
     pub fn remove(self) -> Result<()> {
+        crate::gpu::mps::release_dir(&self.path);
         let gone = |r: std::io::Result<()>| match r {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

@@ -285,6 +285,22 @@ impl FakeGpuHost {
     pub fn lib(&self, name: &str) -> String {
         format!("/{LIB_DIR}/{name}")
     }
+
+    /// The processes the mock NVML reports on this host's GPUs (see integration/mock-nvml's
+    /// process.rs for the entries): written whole (rename), read at every NVML call; the
+    /// machine description names the file from the first call on.
+    pub fn write_processes(&self, procs: &Value) {
+        let file = self.dir.join("processes.json");
+        let mut desc: Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.machine).unwrap()).unwrap();
+        if desc["processes_file"].as_str() != Some(&file.display().to_string()) {
+            desc["processes_file"] = json!(file.display().to_string());
+            std::fs::write(&self.machine, serde_json::to_string_pretty(&desc).unwrap()).unwrap();
+        }
+        let tmp = self.dir.join("processes.json.tmp");
+        std::fs::write(&tmp, procs.to_string()).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    }
 }
 
 /// An [`Env`] with a fake GPU host for `desc` applied; `None` (after saying why) when the

@@ -1,6 +1,7 @@
 //! `gpurun cdi generate` / `gpurun cdi list`: a CDI spec for this machine's NVIDIA GPUs, like
 //! `nvidia-ctk cdi generate`: a device per index and per UUID, per MIG device (`g:m` and its
-//! UUID), `all`; the control nodes, driver files and the ld-cache hook as spec-wide edits.
+//! UUID), `all`, with `mps-cdi-devices` `<index>-share` (the GPU through its MPS daemon:
+//! [`crate::gpu::mps`]); the control nodes, driver files and the ld-cache hook as spec-wide edits.
 //! Device nodes carry only their paths: type and numbers are stat'ed when the spec is applied.
 
 use std::collections::HashMap;
@@ -63,6 +64,19 @@ pub fn build(
                 name,
                 annotations: None,
                 container_edits: gpu_edits(g.minor),
+            });
+        }
+        if cfg.mps_cdi_devices {
+            // The GPU through its MPS daemon; the annotations give the limits at create.
+            let mps = crate::gpu::mps::edits(cfg, &g.uuid);
+            devices.push(Device {
+                name: format!("{}-share", g.index),
+                annotations: None,
+                container_edits: ContainerEdits {
+                    env: mps.env,
+                    mounts: mps.mounts,
+                    ..gpu_edits(g.minor)
+                },
             });
         }
         for m in &g.mig {

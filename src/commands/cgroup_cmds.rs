@@ -7,6 +7,7 @@ use std::time::Duration;
 use oci_spec::runtime::LinuxResources;
 use serde_json::json;
 
+use super::gpu_stats;
 use crate::cgroups::stats;
 use crate::cli::{PsArgs, UpdateArgs};
 use crate::container;
@@ -131,13 +132,7 @@ pub fn resume(root: &Path, id: &str) -> Result<i32> {
 /// the given options, `-ef` by default) filtered to them, as runc does.
 pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
     let (_dir, state, _status) = container::load(root, &args.id)?;
-    let mut pids = state.cgroup.pids();
-    // A rootless container may have no cgroup: its processes are the init's tree.
-    if state.cgroup.procs_files().next().is_none()
-        && crate::process::pidinfo::is_alive(state.pid, state.pid_start_time)
-    {
-        pids = crate::rootless::process_tree(state.pid);
-    }
+    let pids = gpu_stats::container_pids(&state);
     if args.format == crate::cli::ListFormat::Json {
         println!("{}", serde_json::to_string(&pids).expect("pids serialise"));
         return Ok(0);
@@ -158,15 +153,22 @@ pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
         .split_whitespace()
         .position(|h| h == "PID")
         .ok_or_else(|| Error::Unsupported("ps: no PID column in ps output".into()))?;
-    println!("{header}");
+    // A GPU container's table gains a GPU column: where each process holds a context.
+    let minors = gpu_stats::minors(&state);
+    let gpus = gpu_stats::readings(&minors)?;
+    let gpu_col = |pid: i32| match minors.is_empty() {
+        true => String::new(),
+        false => format!(" {}", crate::gpu::usage::pid_gpus(&gpus, pid)),
+    };
+    println!("{header}{}", if minors.is_empty() { "" } else { " GPU" });
     for line in lines {
-        if line
+        if let Some(p) = line
             .split_whitespace()
             .nth(pid_col)
             .and_then(|p| p.parse::<i32>().ok())
-            .is_some_and(|p| pids.contains(&p))
+            .filter(|p| pids.contains(p))
         {
-            println!("{line}");
+            println!("{line}{}", gpu_col(p));
         }
     }
     Ok(0)
@@ -182,8 +184,14 @@ pub fn events(root: &Path, id: &str, stats_once: bool, interval: Duration) -> Re
     let emit = |kind: &str, data: serde_json::Value| {
         println!("{}", json!({"type": kind, "id": id, "data": data}));
     };
+    let minors = gpu_stats::minors(&state);
+    let stats = || -> Result<serde_json::Value> {
+        let mut data = stats::stats(&state.cgroup);
+        gpu_stats::add(&mut data, &state, &minors)?;
+        Ok(data)
+    };
     if stats_once {
-        emit("stats", stats::stats(&state.cgroup));
+        emit("stats", stats()?);
         return Ok(0);
     }
     drop(dir); // do not hold the container's lock while streaming
@@ -194,7 +202,7 @@ pub fn events(root: &Path, id: &str, stats_once: bool, interval: Duration) -> Re
             emit("oom", json!({}));
             ooms = now;
         }
-        emit("stats", stats::stats(&state.cgroup));
+        emit("stats", stats()?);
         if !crate::process::pidinfo::is_alive(state.pid, state.pid_start_time) {
             return Ok(0);
         }

@@ -3,6 +3,7 @@
 mod attach;
 mod cgroup_cmds;
 mod gpu_cmds;
+mod gpu_stats;
 mod info;
 pub use info::version_text;
 mod run;

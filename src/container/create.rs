@@ -59,6 +59,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     // would do the same work again: the env carries the request, the hook goes.
     crate::gpu::toolkit::take_hook(&mut bundle.spec);
     let gpu = crate::gpu::prepare(&mut bundle.spec)?;
+    // MPS sharing: checked (shares, memory) and its limits put in the env; nothing made yet.
+    let mps = crate::gpu::mps::plan(&mut bundle.spec)?;
     if gpu.is_some() {
         crate::spec::check_shared_mounts(&bundle.spec)?;
     }
@@ -96,6 +98,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         (seccomp.as_ref(), agent),
         opts,
         gpu.as_ref(),
+        &mps,
     ) {
         Ok((state, init)) => Ok(Created { dir, state, init }),
         Err(e) => {
@@ -117,6 +120,7 @@ fn create_in(
     seccomp: Seccomp<'_>,
     opts: &CreateOptions,
     gpu: Option<&crate::gpu::RootEdits>,
+    mps: &[crate::gpu::mps::Lease],
 ) -> Result<(State, parent::Init)> {
     let linux = bundle.spec.linux().as_ref();
     let resources = linux.and_then(|l| l.resources().as_ref());
@@ -166,6 +170,8 @@ fn create_in(
     };
     dir.save(&state)?;
     crate::fault::point("recorded");
+    // Recorded in the state dir first: its removal (delete, a failed create) releases it.
+    crate::gpu::mps::acquire(mps, &dir.path)?;
     match (cgroup.make(resources, devices), rootless) {
         (Ok(()), _) => {}
         (Err(e), true) => cgroup = crate::rootless::without_cgroup(e, resources)?,

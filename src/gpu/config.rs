@@ -37,6 +37,13 @@ pub struct Config {
     /// NVIDIA's `cuda-checkpoint` for checkpointing GPU containers: a path, or a name looked
     /// up on PATH.
     pub cuda_checkpoint: PathBuf,
+    /// MPS sharing: one directory per GPU (by UUID) with the daemon's `pipe/`, `log/`, `shm/`
+    /// and the registry of leases.
+    pub mps_root: PathBuf,
+    /// NVIDIA's `nvidia-cuda-mps-control`: a path, or a name looked up on PATH.
+    pub mps_control: PathBuf,
+    /// `cdi generate` also emits `<index>-share` devices (MPS-shared GPUs).
+    pub mps_cdi_devices: bool,
 }
 
 impl Default for Config {
@@ -49,6 +56,9 @@ impl Default for Config {
             cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
             procfs: "/proc/driver/nvidia".into(),
             cuda_checkpoint: "cuda-checkpoint".into(),
+            mps_root: "/run/gpurun/mps".into(),
+            mps_control: "nvidia-cuda-mps-control".into(),
+            mps_cdi_devices: false,
         }
     }
 }
@@ -81,6 +91,7 @@ impl Config {
             ("driver-root", &c.driver_root),
             ("dev-root", &c.dev_root),
             ("procfs", &c.procfs),
+            ("mps-root", &c.mps_root),
         ] {
             let disabled = key == "procfs" && p.as_os_str().is_empty();
             if !(p.is_absolute() || disabled) {

@@ -17,12 +17,15 @@ pub mod ldcache;
 pub mod ldsocache;
 pub mod ldsocache_write;
 pub mod migcaps;
+pub mod mps;
 pub mod nvml;
 pub mod nvml_query;
 pub mod procfs;
 pub mod require;
 pub mod select;
 pub mod toolkit;
+pub mod usage;
+pub mod usage_query;
 
 use std::path::PathBuf;
 
@@ -47,6 +50,8 @@ pub enum GpuError {
     Device(String),
     #[error("{0}")]
     Cdi(String),
+    #[error("gpu: MPS: {0}")]
+    Mps(String),
 }
 
 fn process_env(spec: &Spec) -> Vec<String> {
@@ -76,6 +81,7 @@ pub fn prepare(spec: &mut Spec) -> Result<Option<RootEdits>, GpuError> {
         return Ok(None);
     }
     let caps = select::capabilities(&env)?;
+    let mps = mps::request(spec)?.is_some();
     let machine = match procfs::needs_nvml(&visible, require::needed(&env)) {
         false => procfs::discover(&cfg.procfs),
         true => None,
@@ -87,6 +93,9 @@ pub fn prepare(spec: &mut Spec) -> Result<Option<RootEdits>, GpuError> {
     let selected = machine.select(&visible)?;
     let gpus: Vec<usize> = selected.iter().map(|s| s.gpu).collect();
     require::check(&env, &machine, &gpus)?;
+    if mps {
+        mps::wire_selected(spec, &cfg, &machine, &selected)?;
+    }
     let files = driver::discover(&cfg, caps, &machine.driver_version)?;
     let nodes = edits::nodes(&cfg, &machine, &selected, caps)?;
     let proc_params = ldcache::proc_params();

@@ -145,7 +145,7 @@ impl Machine {
 /// The helper's file name; it is looked up beside the running gpurun, then in PATH.
 pub const HELPER: &str = "gpurun-nvml";
 
-fn helper_path() -> PathBuf {
+pub(crate) fn helper_path() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.join(HELPER)))

@@ -9,7 +9,10 @@
 //!               "mig": [{"uuid": "MIG-…", "memory_total": 10737418240}]}]}
 //! ```
 //!
-//! A device with a `mig` list is in MIG mode. Handles are small integers cast to pointers:
+//! A device with a `mig` list is in MIG mode. Usage readings (see [`process`]): a device may
+//! have `"temperature"` (C), `"power_usage"` (mW) and `"utilization": [gpu, memory]`, each
+//! "not supported" when absent; the machine may name a `"processes_file"`, re-read at every
+//! call, listing the processes on its GPUs. Handles are small integers cast to pointers:
 //! GPU i is `0x1000 + i`, its MIG device j is `0x1000 + (i + 1) << 8 | j` — NVML's handles are
 //! opaque to callers, so nothing dereferences them.
 //!
@@ -21,6 +24,8 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+mod process;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Machine {
@@ -28,6 +33,9 @@ struct Machine {
     cuda_version: i32,
     #[serde(default)]
     devices: Vec<Gpu>,
+    /// A JSON file of [`process::Proc`]s, written by a test once it knows its pids.
+    #[serde(default)]
+    processes_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +51,12 @@ struct Gpu {
     brand: u32,
     #[serde(default)]
     mig: Vec<Mig>,
+    #[serde(default)]
+    temperature: Option<u32>,
+    #[serde(default)]
+    power_usage: Option<u32>,
+    #[serde(default)]
+    utilization: Option<[u32; 2]>,
 }
 
 #[derive(Deserialize)]
@@ -312,6 +326,10 @@ pub extern "C" fn nvmlDeviceGetMemoryInfo_v2(h: *mut c_void, out: *mut Memory) -
             Handle::Gpu(_) => gpu.memory_total,
             Handle::Mig(_, j) => gpu.mig[j].memory_total,
         };
+        let used = match handle {
+            Handle::Gpu(i) => process::memory_used(i).min(total),
+            Handle::Mig(..) => 0,
+        };
         let version = (std::mem::size_of::<Memory>() as c_uint) | (2 << 24);
         put(
             out,
@@ -319,8 +337,8 @@ pub extern "C" fn nvmlDeviceGetMemoryInfo_v2(h: *mut c_void, out: *mut Memory) -
                 version,
                 total,
                 reserved: 0,
-                free: total,
-                used: 0,
+                free: total - used,
+                used,
             },
         )
     }))

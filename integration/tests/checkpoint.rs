@@ -5,37 +5,7 @@
 
 use gpurun_integration::*;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
-
-/// Whether CRIU works on this kernel (probed once); skips with the reason otherwise.
-fn require_criu() -> bool {
-    if !require_root() {
-        return false;
-    }
-    static WHY_NOT: OnceLock<Option<String>> = OnceLock::new();
-    let why =
-        WHY_NOT.get_or_init(
-            || match std::process::Command::new("criu").arg("check").output() {
-                Err(e) => Some(format!("no criu: {e}")),
-                Ok(o) if !o.status.success() => Some(format!(
-                    "`criu check` fails on this kernel: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                )),
-                Ok(_) => None,
-            },
-        );
-    match why {
-        Some(reason) => {
-            skip(reason);
-            false
-        }
-        None => true,
-    }
-}
 
 /// A container counting into /data/count (a bind mount of the Env's `data` dir); its stdio is
 /// the container's own /dev/null and /data/log, which CRIU can dump.
@@ -83,7 +53,7 @@ fn checkpoint(env: &Env, args: &[&str]) -> Out {
 
 #[test]
 fn checkpoint_dumps_and_removes_container() {
-    if !require_criu() {
+    if !criu_usable() {
         return;
     }
     let env = Env::new("checkpoint_dumps_and_removes_container");
@@ -108,7 +78,7 @@ fn checkpoint_dumps_and_removes_container() {
 
 #[test]
 fn checkpoint_leave_running_keeps_counting() {
-    if !require_criu() {
+    if !criu_usable() {
         return;
     }
     let env = Env::new("checkpoint_leave_running_keeps_counting");
@@ -125,7 +95,7 @@ fn checkpoint_leave_running_keeps_counting() {
 
 #[test]
 fn checkpoint_pre_dump_then_dump_on_parent() {
-    if !require_criu() {
+    if !criu_usable() {
         return;
     }
     let env = Env::new("checkpoint_pre_dump_then_dump_on_parent");

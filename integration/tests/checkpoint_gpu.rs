@@ -8,34 +8,10 @@
 use gpurun_integration::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 const COUNTER: &str =
     "sleep 1000 & i=0; while true; do echo $i > /tmp/count; i=$((i+1)); sleep 0.1; done";
-
-/// Whether `criu check` passes here (probed once); false after saying why.
-fn criu_works() -> bool {
-    static OK: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = OK.get_or_init(|| {
-        let out = Command::new("criu").arg("check").output();
-        match out {
-            Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(format!(
-                "criu check fails on this kernel: {} (run in the QEMU VM, integration/vm)",
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            )),
-            Err(e) => Err(format!("criu not runnable: {e}")),
-        }
-    });
-    if let Err(why) = r {
-        skip(why);
-    }
-    r.is_ok()
-}
 
 /// The stand-in in `host.dir/cuda`, configured as `[nvidia] cuda-checkpoint`; `cuda_nspids`
 /// are the (own-namespace) pids it treats as CUDA processes, state `running`.
@@ -151,7 +127,7 @@ fn checkpoint_gpu_container_locks_and_checkpoints_cuda_before_the_dump() {
     let Some((env, host)) = gpu_env("ckpt_gpu", h100x2()) else {
         return;
     };
-    if !criu_works() {
+    if !criu_usable() {
         return;
     }
     // The container's sh (pid 1 in its namespace) is the CUDA process; its `sleep` is not.
@@ -279,7 +255,7 @@ fn restore_makes_this_nodes_gpu_nodes() {
     let Some((env, host)) = gpu_env("ckpt_gpu_nodes", h100x2()) else {
         return;
     };
-    if !criu_works() {
+    if !criu_usable() {
         return;
     }
     stand_in(&host, &[1]);

@@ -5,34 +5,7 @@
 use gpurun_integration::*;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
-
-/// Root, and a CRIU that works here (probed once); else a skip with the reason.
-fn criu_usable() -> bool {
-    if !require_root() {
-        return false;
-    }
-    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
-    let probe = PROBE.get_or_init(|| {
-        let criu = std::env::var("GPURUN_CRIU").unwrap_or_else(|_| "criu".into());
-        match Command::new(&criu).arg("check").output() {
-            Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(format!(
-                "`{criu} check` fails here: {}",
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            )),
-            Err(e) => Err(format!("{criu}: {e}")),
-        }
-    });
-    if let Err(reason) = probe {
-        skip(reason);
-    }
-    probe.is_ok()
-}
 
 /// A container counting into /out/count (a bind of the Env's `data` dir), its stdio all inside
 /// the container, so the dump has nothing of the caller's. With `limit` it exits 7 there.

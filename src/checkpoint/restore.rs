@@ -68,6 +68,8 @@ pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<
     if crate::gpu::prepare(&mut bundle.spec)?.is_some() {
         crate::spec::check_shared_mounts(&bundle.spec)?;
     }
+    // A GPU shared through MPS is leased again (its daemon started if none runs), as at create.
+    let mps = crate::gpu::mps::plan(&mut bundle.spec)?;
     let namespaces = Namespaces::from_spec(&bundle.spec)?;
     crate::lsm::check_spec(&bundle.spec)?;
     if bundle.intel_rdt.is_some() {
@@ -142,7 +144,7 @@ pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<
     }
     // From here on everything made is recorded first and undone on failure.
     let dir = ContainerDir::create(root, &args.id)?;
-    let made = restore_in(&dir, &bundle, args, plan, &criu_bin);
+    let made = restore_in(&dir, &bundle, args, plan, &criu_bin, &mps);
     let state = match made {
         Ok(state) => state,
         Err(e) => {
@@ -180,6 +182,7 @@ fn restore_in(
     args: &RestoreArgs,
     plan: criu_side::Plan,
     criu_bin: &Path,
+    mps: &[crate::gpu::mps::Lease],
 ) -> Result<State> {
     let linux = bundle.spec.linux().as_ref();
     let resources = linux.and_then(|l| l.resources().as_ref());
@@ -192,30 +195,10 @@ fn restore_in(
         resources,
         Manager::Cgroupfs,
     )?;
-    let mut state = State {
-        oci_version: bundle.spec.version().clone(),
-        id: dir.id.clone(),
-        pid: 0,
-        pid_start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: crate::logging::rfc3339_now(),
-        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-        own_pid_ns: plan.namespaces.new.contains(CloneFlags::CLONE_NEWPID),
-        cgroup: cgroup.clone(),
-        hooks: bundle.spec.hooks().clone(),
-        seccomp: bundle.seccomp.clone(),
-        process: bundle
-            .spec
-            .process()
-            .as_ref()
-            .and_then(|p| serde_json::to_value(p).ok()),
-        personality: linux.and_then(|l| l.personality().clone()),
-        memory_policy: linux.and_then(|l| l.memory_policy().clone()),
-        resctrl: None,
-        no_new_keyring: false,
-    };
+    let mut state = container::create::initial_state(bundle, &dir.id, &plan.namespaces, &cgroup);
     dir.save(&state)?;
+    // Recorded in the state dir first: its removal (a failed restore, delete) releases it.
+    crate::gpu::mps::acquire(mps, &dir.path)?;
     cgroup.make(resources, devices)?;
     if cgroup.created != state.cgroup.created || cgroup.v2 != state.cgroup.v2 {
         state.cgroup = cgroup.clone();

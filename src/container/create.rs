@@ -144,29 +144,9 @@ fn create_in(
         (Err(e), false) => return Err(e.into()),
     };
     let mut state = State {
-        oci_version: bundle.spec.version().clone(),
-        id: dir.id.clone(),
-        pid: 0,
-        pid_start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: crate::logging::rfc3339_now(),
-        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-        own_pid_ns: namespaces
-            .new
-            .contains(nix::sched::CloneFlags::CLONE_NEWPID),
-        cgroup: cgroup.clone(),
-        hooks: bundle.spec.hooks().clone(),
-        seccomp: bundle.seccomp.clone(),
-        process: bundle
-            .spec
-            .process()
-            .as_ref()
-            .and_then(|p| serde_json::to_value(p).ok()),
-        personality: linux.and_then(|l| l.personality().clone()),
-        memory_policy: linux.and_then(|l| l.memory_policy().clone()),
         resctrl: crate::intelrdt::plan(bundle.intel_rdt.as_ref(), &dir.id)?,
         no_new_keyring: opts.no_new_keyring,
+        ..initial_state(bundle, &dir.id, &namespaces, &cgroup)
     };
     dir.save(&state)?;
     crate::fault::point("recorded");
@@ -360,4 +340,40 @@ fn make_exec_fifo(path: &Path) -> Result<OwnedFd> {
     mkfifo(path, Mode::from_bits_truncate(0o600)).map_err(Error::sys_path("mkfifo", path))?;
     open(path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(Error::sys_path("open", path))
+}
+
+/// What state.json first records of a container made from `bundle` (by `create`, or by a
+/// `restore`): no init yet (pid 0), the cgroup as planned.
+pub fn initial_state(
+    bundle: &Bundle,
+    id: &str,
+    namespaces: &Namespaces,
+    cgroup: &crate::cgroups::Cgroup,
+) -> State {
+    let linux = bundle.spec.linux().as_ref();
+    State {
+        oci_version: bundle.spec.version().clone(),
+        id: id.to_string(),
+        pid: 0,
+        pid_start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::rfc3339_now(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        own_pid_ns: namespaces
+            .new
+            .contains(nix::sched::CloneFlags::CLONE_NEWPID),
+        cgroup: cgroup.clone(),
+        hooks: bundle.spec.hooks().clone(),
+        seccomp: bundle.seccomp.clone(),
+        process: bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| serde_json::to_value(p).ok()),
+        personality: linux.and_then(|l| l.personality().clone()),
+        memory_policy: linux.and_then(|l| l.memory_policy().clone()),
+        resctrl: None,
+        no_new_keyring: false,
+    }
 }

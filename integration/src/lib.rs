@@ -8,10 +8,12 @@
 
 mod cgroup;
 mod console;
+mod criu;
 mod engine;
 mod env;
 mod gpu;
 mod leak;
+pub mod mps;
 mod probe;
 mod rootless;
 pub mod seccomp_agent;
@@ -22,6 +24,7 @@ mod util;
 
 pub use cgroup::{cgroup2_host, has_controller, proc_cgroup_dir, proc_cgroup_dirs};
 pub use console::{read_until, receive_pty};
+pub use criu::criu_usable;
 pub use engine::engine_script;
 pub use env::Env;
 pub use gpu::{

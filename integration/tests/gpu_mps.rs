@@ -5,112 +5,8 @@
 //! `-share` devices, and a create killed mid-way released by `delete --force`.
 //! gpurun-only: runc has no GPU support (gpu_env skips under runc and without root).
 
-use std::path::{Path, PathBuf};
-
+use gpurun_integration::mps::*;
 use gpurun_integration::*;
-use serde_json::{json, Value};
-
-const STANDIN: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/testdata/mps/nvidia-cuda-mps-control"
-);
-const SHARE: &str = "gpurun.io/mps.active-thread-percentage";
-const MEMORY: &str = "gpurun.io/mps.pinned-memory-limit";
-
-struct Mps {
-    root: PathBuf,
-}
-
-impl Mps {
-    /// Point the fake host's config at a private MPS root and the stand-in.
-    fn new(env: &Env, host: &FakeGpuHost) -> Mps {
-        let root = env.dir.join("mps");
-        let extra = format!(
-            "mps-root = {:?}\nmps-control = {STANDIN:?}\nmps-cdi-devices = true\n",
-            root.display().to_string()
-        );
-        host.write_config_with(&mock_nvml().display().to_string(), &extra);
-        Mps { root }
-    }
-
-    fn dir(&self, uuid: &str) -> PathBuf {
-        self.root.join(uuid)
-    }
-
-    fn log(&self, uuid: &str) -> String {
-        std::fs::read_to_string(self.dir(uuid).join("log/standin.log")).unwrap_or_default()
-    }
-
-    fn starts(&self, uuid: &str) -> usize {
-        self.log(uuid)
-            .lines()
-            .filter(|l| l.starts_with("start "))
-            .count()
-    }
-
-    fn leases(&self, uuid: &str) -> usize {
-        std::fs::read_dir(self.dir(uuid).join("leases"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    /// The stand-in daemon's pid while it runs.
-    fn daemon(&self, uuid: &str) -> Option<i32> {
-        let p = self.dir(uuid).join("pipe/nvidia-cuda-mps-control.pid");
-        let pid: i32 = std::fs::read_to_string(p).ok()?.trim().parse().ok()?;
-        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
-    }
-
-    /// Wait (up to 5 s) until the daemon is gone.
-    fn wait_gone(&self, uuid: &str) -> bool {
-        (0..250).any(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            self.daemon(uuid).is_none()
-        })
-    }
-}
-
-/// Spec edit: `vars` in the env, `ann` as annotations.
-fn with(vars: &[&str], ann: &[(&str, &str)]) -> impl FnOnce(&mut Value) {
-    let vars: Vec<String> = vars.iter().map(|v| v.to_string()).collect();
-    let ann: serde_json::Map<String, Value> =
-        ann.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    move |s: &mut Value| {
-        let e = s["process"]["env"].as_array_mut().unwrap();
-        e.extend(vars.into_iter().map(Value::from));
-        s["annotations"] = Value::Object(ann);
-    }
-}
-
-/// A create that must fail with `want` and leave no state dir, lease or daemon.
-#[track_caller]
-fn refused(env: &Env, mps: &Mps, uuid: &str, edit: impl FnOnce(&mut Value), want: &str) {
-    let (leases, starts) = (mps.leases(uuid), mps.starts(uuid));
-    env.config(|s| {
-        set_args(s, &["true"]);
-        edit(s);
-    });
-    let id = env.id();
-    let out = env.create(&id);
-    out.assert_err(want);
-    assert!(
-        !env.state.join(&id).exists(),
-        "state dir left: {}",
-        out.describe()
-    );
-    assert_eq!(mps.leases(uuid), leases, "lease left by {id}");
-    assert_eq!(mps.starts(uuid), starts, "daemon started for {id}");
-}
-
-/// What the container sees: its MPS env, the pipe dir, the daemon's file in /dev/shm.
-fn inside(env: &Env, id: &str) -> String {
-    let out = env.gpurun(&[
-        "exec", id, "sh", "-c",
-        "env | grep ^CUDA_MPS | sort; test -d \"$CUDA_MPS_PIPE_DIRECTORY\" && echo pipe-dir; cat /dev/shm/standin; ls /dev | grep '^nvidia[0-9]'",
-    ]);
-    out.assert_ok();
-    out.stdout
-}
 
 #[test]
 fn gpu_mps_two_containers_share_one_daemon() {
@@ -124,7 +20,7 @@ fn gpu_mps_two_containers_share_one_daemon() {
     assert_eq!(mps.starts(&u0), 1, "{}", mps.log(&u0));
     assert!(
         mps.log(&u0)
-            .contains(&format!("start argv=-d visible={u0} pipe=")),
+            .contains(&format!("start argv=-f visible={u0} pipe=")),
         "{}",
         mps.log(&u0)
     );
@@ -157,6 +53,18 @@ fn gpu_mps_two_containers_share_one_daemon() {
     let u1 = host.uuid(1);
     assert_eq!((mps.starts(&u1), mps.leases(&u1)), (1, 1));
     let daemon = mps.daemon(&u0).expect("daemon of GPU 0 runs");
+    // gpurun knows the daemon by the pid it spawned, not by a file containers can write; the
+    // daemon got none of gpurun's environment.
+    assert_eq!(mps.recorded(&u0), Some(daemon));
+    let denv = mps.daemon_env(&u0);
+    assert!(
+        denv.contains(&format!("CUDA_VISIBLE_DEVICES={u0}")),
+        "{denv}"
+    );
+    assert!(
+        !denv.contains("GPURUN_IT="),
+        "the caller's env reached the daemon:\n{denv}"
+    );
     env.gpurun(&["delete", "--force", &a]).assert_ok();
     assert_eq!(
         mps.daemon(&u0),

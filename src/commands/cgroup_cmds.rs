@@ -153,23 +153,34 @@ pub fn ps(root: &Path, args: &PsArgs) -> Result<i32> {
         .split_whitespace()
         .position(|h| h == "PID")
         .ok_or_else(|| Error::Unsupported("ps: no PID column in ps output".into()))?;
-    // A GPU container's table gains a GPU column: where each process holds a context.
+    let rows: Vec<(&str, i32)> = lines
+        .filter_map(|line| {
+            let p = line.split_whitespace().nth(pid_col)?.parse::<i32>().ok()?;
+            pids.contains(&p).then_some((line, p))
+        })
+        .collect();
+    // A GPU container's table gains a GPU column: where each process holds a context, `?`
+    // for each when the GPUs cannot be read (the process list is still worth having).
     let minors = gpu_stats::minors(&state);
-    let gpus = gpu_stats::readings(&minors)?;
-    let gpu_col = |pid: i32| match minors.is_empty() {
-        true => String::new(),
-        false => format!(" {}", crate::gpu::usage::pid_gpus(&gpus, pid)),
-    };
-    println!("{header}{}", if minors.is_empty() { "" } else { " GPU" });
-    for line in lines {
-        if let Some(p) = line
-            .split_whitespace()
-            .nth(pid_col)
-            .and_then(|p| p.parse::<i32>().ok())
-            .filter(|p| pids.contains(p))
-        {
-            println!("{line}{}", gpu_col(p));
-        }
+    if minors.is_empty() {
+        println!("{header}");
+        rows.iter().for_each(|(line, _)| println!("{line}"));
+        return Ok(0);
+    }
+    let gpus = gpu_stats::readings(&minors, &mut false);
+    let cells: Vec<String> = rows
+        .iter()
+        .map(|&(_, p)| {
+            gpus.as_deref()
+                .map_or_else(|| "?".into(), |g| crate::gpu::usage::pid_gpus(g, p))
+        })
+        .collect();
+    let width = cells.iter().map(String::len).fold("GPU".len(), usize::max);
+    let col = gpu_stats::gpu_column_at(header);
+    let row = |line: &str, cell: &str| gpu_stats::with_gpu_column(line, col, cell, width);
+    println!("{}", row(header, "GPU"));
+    for ((line, _), cell) in rows.iter().zip(&cells) {
+        println!("{}", row(line, cell));
     }
     Ok(0)
 }
@@ -184,14 +195,17 @@ pub fn events(root: &Path, id: &str, stats_once: bool, interval: Duration) -> Re
     let emit = |kind: &str, data: serde_json::Value| {
         println!("{}", json!({"type": kind, "id": id, "data": data}));
     };
+    // A GPU reading that fails costs the "gpu" key (warned once), never the cgroup stats
+    // nor the stream.
     let minors = gpu_stats::minors(&state);
-    let stats = || -> Result<serde_json::Value> {
+    let mut warned = false;
+    let mut stats = || {
         let mut data = stats::stats(&state.cgroup);
-        gpu_stats::add(&mut data, &state, &minors)?;
-        Ok(data)
+        gpu_stats::add(&mut data, &state, &minors, &mut warned);
+        data
     };
     if stats_once {
-        emit("stats", stats()?);
+        emit("stats", stats());
         return Ok(0);
     }
     drop(dir); // do not hold the container's lock while streaming
@@ -202,7 +216,7 @@ pub fn events(root: &Path, id: &str, stats_once: bool, interval: Duration) -> Re
             emit("oom", json!({}));
             ooms = now;
         }
-        emit("stats", stats()?);
+        emit("stats", stats());
         if !crate::process::pidinfo::is_alive(state.pid, state.pid_start_time) {
             return Ok(0);
         }

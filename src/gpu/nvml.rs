@@ -145,7 +145,7 @@ impl Machine {
 /// The helper's file name; it is looked up beside the running gpurun, then in PATH.
 pub const HELPER: &str = "gpurun-nvml";
 
-pub(crate) fn helper_path() -> PathBuf {
+fn helper_path() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.join(HELPER)))
@@ -156,9 +156,15 @@ pub(crate) fn helper_path() -> PathBuf {
 /// Run `gpurun-nvml LIBRARY` and read its answer: the machine as JSON on stdout, or the
 /// reason NVML failed on stderr (exit status 1).
 fn query(library: &str) -> Result<Machine, GpuError> {
+    ask_helper(&[library])
+}
+
+/// Run the helper with `args` and parse its JSON answer; its stderr is the error when it
+/// fails (`gpurun-nvml LIBRARY`, `gpurun-nvml --usage LIBRARY MINOR...`).
+pub(crate) fn ask_helper<T: serde::de::DeserializeOwned>(args: &[&str]) -> Result<T, GpuError> {
     let helper = helper_path();
     let out = Command::new(&helper)
-        .arg(library)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| {
@@ -171,7 +177,12 @@ fn query(library: &str) -> Result<Machine, GpuError> {
         let why = String::from_utf8_lossy(&out.stderr);
         let why = why.trim().trim_start_matches("gpu: NVML: ");
         return Err(GpuError::Nvml(match why.is_empty() {
-            true => format!("{} failed: {}", helper.display(), out.status),
+            true => format!(
+                "{} {} failed: {}",
+                helper.display(),
+                args.join(" "),
+                out.status
+            ),
             false => why.to_string(),
         }));
     }

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -142,29 +141,10 @@ fn split_dev(dev: u64) -> (u64, u64) {
 
 /// Run `gpurun-nvml --usage LIBRARY MINOR...` and read its answer.
 pub fn query(library: &str, minors: &[u32]) -> Result<Vec<GpuReading>, GpuError> {
-    let helper = super::nvml::helper_path();
-    let out = Command::new(&helper)
-        .arg("--usage")
-        .arg(library)
-        .args(minors.iter().map(u32::to_string))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            GpuError::Nvml(format!(
-                "cannot run the NVML helper {} ({e})",
-                helper.display()
-            ))
-        })?;
-    if !out.status.success() {
-        let why = String::from_utf8_lossy(&out.stderr);
-        let why = why.trim().trim_start_matches("gpu: NVML: ");
-        return Err(GpuError::Nvml(match why.is_empty() {
-            true => format!("{} --usage failed: {}", helper.display(), out.status),
-            false => why.to_string(),
-        }));
-    }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| GpuError::Nvml(format!("{}: unreadable answer: {e}", helper.display())))
+    let minors: Vec<String> = minors.iter().map(u32::to_string).collect();
+    let mut args = vec!["--usage", library];
+    args.extend(minors.iter().map(String::as_str));
+    super::nvml::ask_helper(&args)
 }
 
 /// Each pid's newest sample: NVML hands back every buffered sample, and summing them all

@@ -46,3 +46,16 @@ pub fn recv_with_fd(
         }
     }
 }
+
+/// Let a child spawned by `cmd` inherit only fds 0-2: everything else this process holds (an
+/// engine's `--preserve-fds`, `LISTEN_FDS`, anything opened without O_CLOEXEC) is marked
+/// close-on-exec in the child. For helpers that outlive gpurun (a GPU's MPS daemon).
+pub fn inherit_only_stdio(cmd: &mut std::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and makes one async-signal-safe
+    // syscall (close_range with CLOSE_RANGE_CLOEXEC, which closes nothing); it allocates nothing.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            super::cloexec_from(3).map_err(std::io::Error::from)
+        });
+    }
+}

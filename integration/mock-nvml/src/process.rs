@@ -10,6 +10,8 @@
 //! `gpu` is the device's index in the description; `type` is `compute` (the default) or
 //! `graphics`; a process with `sm`/`mem` has a utilisation sample (at `timestamp`, µs,
 //! default 1), one without has none. No sample on a GPU answers NOT_FOUND, as NVML does.
+//! A file holding `{"error": N}` instead makes every process call answer NVML error N (a
+//! transient failure such as 999, UNKNOWN).
 
 use std::ffi::{c_int, c_uint, c_ulonglong, c_void};
 
@@ -40,26 +42,39 @@ enum Kind {
     Graphics,
 }
 
-/// The processes on GPU `i` now (an unreadable file: none, and says why on stderr).
-fn procs(i: usize) -> Vec<Proc> {
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ProcessesFile {
+    Procs(Vec<Proc>),
+    Error { error: c_int },
+}
+
+/// The processes on GPU `i` now (an unreadable file: none, and says why on stderr), or the
+/// error the file asks for.
+fn procs(i: usize) -> Result<Vec<Proc>, c_int> {
     let Some(path) = machine().ok().and_then(|m| m.processes_file.as_ref()) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let Ok(text) = std::fs::read(path) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    match serde_json::from_slice::<Vec<Proc>>(&text) {
-        Ok(all) => all.into_iter().filter(|p| p.gpu == i).collect(),
+    match serde_json::from_slice::<ProcessesFile>(&text) {
+        Ok(ProcessesFile::Procs(all)) => Ok(all.into_iter().filter(|p| p.gpu == i).collect()),
+        Ok(ProcessesFile::Error { error }) => Err(error),
         Err(e) => {
             eprintln!("mock-nvml: {}: {e}", path.display());
-            Vec::new()
+            Ok(Vec::new())
         }
     }
 }
 
 /// Device memory in use on GPU `i`: its processes' sum.
 pub(crate) fn memory_used(i: usize) -> u64 {
-    procs(i).iter().map(|p| p.used_memory).sum()
+    procs(i)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.used_memory)
+        .sum()
 }
 
 fn gpu_index(h: *mut c_void) -> Result<usize, c_int> {
@@ -101,7 +116,7 @@ fn fill<T>(items: Vec<T>, count: *mut c_uint, out: *mut T) -> Result<(), c_int> 
 
 fn running(h: *mut c_void, kind: Kind, count: *mut c_uint, out: *mut ProcessInfo) -> c_int {
     ret(gpu_index(h).and_then(|i| {
-        let list = procs(i)
+        let list = procs(i)?
             .into_iter()
             .filter(|p| p.kind == kind)
             .map(|p| ProcessInfo {
@@ -170,7 +185,7 @@ pub extern "C" fn nvmlDeviceGetProcessUtilization(
     last_seen: c_ulonglong,
 ) -> c_int {
     ret(gpu_index(h).and_then(|i| {
-        let samples: Vec<UtilSample> = procs(i)
+        let samples: Vec<UtilSample> = procs(i)?
             .into_iter()
             .filter(|p| p.sm.is_some() || p.mem.is_some())
             .map(|p| UtilSample {

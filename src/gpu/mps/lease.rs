@@ -36,11 +36,9 @@ struct Daemon {
     start_time: u64,
 }
 
-/// The pid file the control daemon writes in its pipe directory.
-const PID_FILE: &str = "nvidia-cuda-mps-control.pid";
-
-/// FNV-1a: a short, stable name for a state dir.
-fn key(state_dir: &Path) -> String {
+/// A lease file's name: the container's id and an FNV-1a hash of its state dir (short, stable,
+/// distinct across `--root`s).
+pub(super) fn file_name(state_dir: &Path) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in state_dir.as_os_str().as_encoded_bytes() {
         h = (h ^ u64::from(*b)).wrapping_mul(0x100000001b3);
@@ -70,6 +68,11 @@ fn live(dir: &Path) -> Vec<(PathBuf, Entry)> {
         .flatten()
     {
         let path = e.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            // a write cut short (`.tmp`): never a lease
+            let _ = fs::remove_file(&path);
+            continue;
+        }
         let entry = fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<Entry>(&b).ok());
@@ -87,14 +90,14 @@ fn live(dir: &Path) -> Vec<(PathBuf, Entry)> {
 pub fn admit(lease: &Lease, others: impl Iterator<Item = (u32, u64)>) -> Result<(), GpuError> {
     let (mut share, mut memory) = (0u32, 0u64);
     for (s, m) in others {
-        share += s;
+        share = share.saturating_add(s);
         memory = memory.saturating_add(m);
     }
     let gpu = &lease.gpu;
-    if share + lease.share > 100 {
+    if share.saturating_add(lease.share) > 100 {
         return Err(err(format!(
             "{gpu}: shares would total {}% (> 100%): {share}% leased, {}% asked by {ANN_SHARE}",
-            share + lease.share,
+            share.saturating_add(lease.share),
             lease.share
         )));
     }
@@ -149,7 +152,7 @@ fn mkdirs(dir: &Path) -> Result<()> {
 pub fn take(lease: &Lease, state_dir: &Path) -> Result<()> {
     mkdirs(&lease.dir)?;
     let _lock = lock(&lease.dir)?;
-    let own = lease.dir.join("leases").join(key(state_dir));
+    let own = lease.file(state_dir);
     let live = live(&lease.dir);
     admit(lease, entries(&live, &own).into_iter())?;
     let entry = Entry {
@@ -173,7 +176,7 @@ pub fn give_back(lease: &Lease, state_dir: &Path) -> Result<()> {
         return Ok(());
     }
     let _lock = lock(&lease.dir)?;
-    let own = lease.dir.join("leases").join(key(state_dir));
+    let own = lease.file(state_dir);
     match fs::remove_file(&own) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(Error::io("remove", &own, e))
@@ -182,6 +185,10 @@ pub fn give_back(lease: &Lease, state_dir: &Path) -> Result<()> {
     }
     if live(&lease.dir).is_empty() {
         stop(lease)?;
+        // An unshared GPU keeps its (locked) directory and the daemon's logs.
+        for sub in ["pipe", "shm"] {
+            let _ = fs::remove_dir_all(lease.dir.join(sub));
+        }
     }
     Ok(())
 }
@@ -191,14 +198,31 @@ fn daemon_alive(dir: &Path) -> Option<Daemon> {
     pidinfo::is_alive(d.pid, d.start_time).then_some(d)
 }
 
-fn daemon_env(cmd: &mut Command, dir: &Path) {
-    cmd.env("CUDA_MPS_PIPE_DIRECTORY", dir.join("pipe"))
-        .env("CUDA_MPS_LOG_DIRECTORY", dir.join("log"))
+/// A command of the GPU's MPS: only the MPS environment (not the caller's: `NOTIFY_SOCKET`,
+/// `LISTEN_*`, other `CUDA_MPS_*`), only fds 0-2, stdin from /dev/null.
+fn mps_command(program: impl AsRef<std::ffi::OsStr>, lease: &Lease) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or(DEFAULT_PATH.into()),
+        )
+        .env("CUDA_MPS_PIPE_DIRECTORY", lease.dir.join("pipe"))
+        .env("CUDA_MPS_LOG_DIRECTORY", lease.dir.join("log"))
+        .env("CUDA_VISIBLE_DEVICES", &lease.gpu)
         .stdin(Stdio::null());
+    crate::sys::fd::inherit_only_stdio(&mut cmd);
+    cmd
 }
 
-/// Start the control daemon bound to the GPU, in a mount namespace of its own whose /dev/shm
-/// is the GPU's `shm/` (the one its clients get): the host's /dev/shm stays out of containers.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Start the control daemon bound to the GPU (`-f`: in the foreground of the process we spawn,
+/// so its pid is the child's, never read from a file a container can write), in a mount
+/// namespace of its own whose /dev/shm is the GPU's `shm/` (the one its clients get): the
+/// host's /dev/shm stays out of containers. The namespace is a slave of the host's, so mounts
+/// the host drops later (other containers' rootfs) are not held by it. It runs in a process
+/// group of its own, outliving gpurun; it is ready when its `control` pipe exists.
 fn start(lease: &Lease) -> Result<()> {
     let dir = &lease.dir;
     let mps_err = |msg: String| {
@@ -208,95 +232,103 @@ fn start(lease: &Lease) -> Result<()> {
             lease.control.display()
         )))
     };
-    let pid_file = dir.join("pipe").join(PID_FILE);
-    let _ = fs::remove_file(&pid_file);
+    let control = dir.join("pipe").join("control");
+    let _ = fs::remove_file(&control);
     let log_path = dir.join("log").join("gpurun-start.log");
     let log = File::create(&log_path).map_err(|e| Error::io("create", &log_path, e))?;
     let log2 = log
         .try_clone()
         .map_err(|e| Error::io("dup", &log_path, e))?;
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg("mount --bind \"$1\" /dev/shm && exec \"$2\" -d")
+    let mut cmd = mps_command("unshare", lease);
+    cmd.args(["--mount", "--propagation", "slave", "--", "sh", "-c"])
+        .arg("mount --bind \"$1\" /dev/shm && exec \"$2\" -f")
         .arg("sh")
         .arg(dir.join("shm"))
         .arg(&lease.control)
-        .env("CUDA_VISIBLE_DEVICES", &lease.gpu)
-        // The daemon outlives gpurun: it must hold none of our pipes.
         .stdout(log)
         .stderr(log2);
-    daemon_env(&mut cmd, dir);
-    let status = cmd.status().map_err(|e| mps_err(format!("unshare: {e}")))?;
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().map_err(|e| mps_err(format!("unshare: {e}")))?;
     let said = || {
         fs::read_to_string(&log_path)
             .unwrap_or_default()
             .trim()
             .to_string()
     };
-    if !status.success() {
-        return Err(mps_err(format!("-d failed ({status}): {}", said())));
-    }
+    let pid = child.id() as i32;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = loop {
-        let pid = fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok());
-        match pid.and_then(|p| Some((p, pidinfo::start_time(p)?))) {
-            Some(found) => break found,
-            None if Instant::now() > deadline => {
-                return Err(mps_err(format!(
-                    "no live pid in {} after 10s: {}",
-                    pid_file.display(),
-                    said()
-                )))
+    let ready = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Err(format!("exited ({status}): {}", said())),
+            _ if control.exists() => break Ok(()),
+            _ if Instant::now() > deadline => {
+                break Err(format!("no {} after 10s: {}", control.display(), said()))
             }
-            None => std::thread::sleep(Duration::from_millis(20)),
+            _ => std::thread::sleep(Duration::from_millis(20)),
         }
     };
-    let d = Daemon {
-        pid: pid.0,
-        start_time: pid.1,
-    };
-    let path = dir.join("daemon.json");
-    let mut f = File::create(&path).map_err(|e| Error::io("create", &path, e))?;
-    f.write_all(&serde_json::to_vec(&d).expect("daemon serialises"))
-        .map_err(|e| Error::io("write", &path, e))
+    let recorded = ready.map_err(&mps_err).and_then(|()| {
+        let start_time = pidinfo::start_time(pid)
+            .ok_or_else(|| mps_err(format!("pid {pid} gone once ready: {}", said())))?;
+        let path = dir.join("daemon.json");
+        let d = Daemon { pid, start_time };
+        fs::write(&path, serde_json::to_vec(&d).expect("daemon serialises"))
+            .map_err(|e| Error::io("write", &path, e))
+    });
+    if recorded.is_err() {
+        // A daemon we could not record would outlive every lease: it goes now.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    recorded
 }
 
-/// `quit` through the control binary, then make sure the daemon is gone (SIGKILL after 10 s).
+/// `quit` through the control binary (bounded: a wedged daemon must not hold the GPU's lock
+/// for ever), then make sure the recorded daemon is gone (SIGKILL after 10 s). A daemon
+/// whose record is lost but whose control pipe is there is asked to quit too.
 fn stop(lease: &Lease) -> Result<()> {
     let dir = &lease.dir;
-    let Some(d) = daemon_alive(dir) else {
-        let _ = fs::remove_file(dir.join("daemon.json"));
-        return Ok(());
-    };
-    let mut cmd = Command::new(&lease.control);
-    daemon_env(&mut cmd, dir);
-    let quit = cmd
+    let daemon = daemon_alive(dir);
+    if daemon.is_some() || dir.join("pipe/control").exists() {
+        if let Err(e) = quit(lease) {
+            crate::logging::warn(&format!("gpu: MPS: {}: quit: {e}", lease.gpu));
+        }
+    }
+    if let Some(d) = daemon {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pidinfo::is_alive(d.pid, d.start_time) {
+            if Instant::now() > deadline {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(d.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = fs::remove_file(dir.join("daemon.json"));
+    Ok(())
+}
+
+/// `echo quit | nvidia-cuda-mps-control`, given 5 s.
+fn quit(lease: &Lease) -> std::io::Result<()> {
+    let mut child = mps_command(&lease.control, lease)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .and_then(|mut child| {
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(b"quit\n")?;
-            }
-            child.wait()
-        });
-    if let Err(e) = quit {
-        crate::logging::warn(&format!("gpu: MPS: {}: quit: {e}", lease.gpu));
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(b"quit\n")?;
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pidinfo::is_alive(d.pid, d.start_time) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait()?.is_none() {
         if Instant::now() > deadline {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(d.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            break;
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other("no answer in 5 s"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = fs::remove_file(dir.join("daemon.json"));
     Ok(())
 }

@@ -55,6 +55,19 @@ pub struct Lease {
     pub memory_total: u64,
     /// The control binary that started the daemon, to stop it with.
     pub control: PathBuf,
+    /// The lease's file under `dir/leases`, named at [`acquire`] and recorded, so that the
+    /// release removes exactly it whatever path the state dir is reached by then.
+    #[serde(default)]
+    pub lease_file: Option<PathBuf>,
+}
+
+impl Lease {
+    /// This lease's file for the container at `state_dir` (absolute).
+    pub fn file(&self, state_dir: &Path) -> PathBuf {
+        self.lease_file
+            .clone()
+            .unwrap_or_else(|| self.dir.join("leases").join(lease::file_name(state_dir)))
+    }
 }
 
 /// The MPS annotations of `spec`; `None` when it has none.
@@ -102,7 +115,7 @@ pub fn parse_share(v: &str) -> Result<u32, GpuError> {
 /// `8G`, `512M`, `1048576`: binary units (`Gi`/`GiB`/`GB` read alike); at least 1M, MPS's unit.
 pub fn parse_memory(v: &str) -> Result<u64, GpuError> {
     let bad = || {
-        err(format!("annotation {ANN_MEMORY}: {v:?} is not a size like 8G, 512M or a byte count of at least 1M"))
+        err(format!("annotation {ANN_MEMORY}: {v:?} is not a size like 8G, 512M or a byte count of whole MiB, at least 1M"))
     };
     let t = v.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -116,8 +129,9 @@ pub fn parse_memory(v: &str) -> Result<u64, GpuError> {
         "T" => 40,
         _ => return Err(bad()),
     };
+    // MPS takes whole MiB: a limit is what it enforces, so it is not rounded.
     match n.checked_mul(1 << shift) {
-        Some(b) if b >= 1 << 20 => Ok(b),
+        Some(b) if b >= 1 << 20 && b % (1 << 20) == 0 => Ok(b),
         _ => Err(bad()),
     }
 }
@@ -176,16 +190,28 @@ fn env_of(spec: &Spec) -> Vec<String> {
 pub fn plan(spec: &mut Spec) -> Result<Vec<Lease>, GpuError> {
     let req = request(spec)?;
     let mut env = env_of(spec);
-    let pipe = env
+    let pipes: Vec<PathBuf> = env
         .iter()
-        .rev()
-        .find_map(|kv| kv.strip_prefix(PIPE_ENV)?.strip_prefix('='));
-    let pipe = pipe.map(PathBuf::from);
-    if req.is_none() && pipe.is_none() {
+        .filter_map(|kv| kv.strip_prefix(PIPE_ENV)?.strip_prefix('='))
+        .map(PathBuf::from)
+        .collect();
+    if req.is_none() && pipes.is_empty() {
         return Ok(Vec::new());
     }
     let cfg = Config::load()?;
-    let uuid = pipe.as_deref().and_then(|p| gpu_of(&cfg.mps_root, p));
+    let mut gpus: Vec<String> = pipes
+        .iter()
+        .filter_map(|p| gpu_of(&cfg.mps_root, p))
+        .collect();
+    gpus.dedup();
+    if gpus.len() > 1 {
+        // two `-share` CDI devices: a client talks to one MPS server
+        return Err(err(format!(
+            "{ANN_SHARE}: MPS sharing needs exactly one GPU, the container is given {}",
+            gpus.join(", ")
+        )));
+    }
+    let uuid = gpus.pop();
     let (req, uuid) = match (req, uuid) {
         // Someone else's MPS daemon: not ours to manage.
         (None, None) => return Ok(Vec::new()),
@@ -201,17 +227,23 @@ pub fn plan(spec: &mut Spec) -> Result<Vec<Lease>, GpuError> {
             )))
         }
     };
+    // The pipe dir names the GPU: it must be one of this machine's (the driver's procfs
+    // answers cheaply; NVML when it cannot, or for the device's memory size).
+    let machine = match (req.memory, super::procfs::discover(&cfg.procfs)) {
+        (0, Some(m)) => m,
+        _ => Machine::discover(&cfg.nvml_library)?,
+    };
+    let Some(gpu) = machine.gpus.iter().find(|g| g.uuid == uuid) else {
+        return Err(err(format!(
+            "{PIPE_ENV} names GPU {uuid:?}, which this machine does not have"
+        )));
+    };
     let memory_total = match req.memory {
         0 => 0,
-        _ => {
-            let machine = Machine::discover(&cfg.nvml_library)?;
-            let gpu = machine.gpus.iter().find(|g| g.uuid == uuid);
-            let total = gpu.map(|g| g.memory_total).unwrap_or(0);
-            if total == 0 {
-                return Err(err(format!("{uuid}: NVML reports no device memory size")));
-            }
-            total
+        _ if gpu.memory_total == 0 => {
+            return Err(err(format!("{uuid}: NVML reports no device memory size")))
         }
+        _ => gpu.memory_total,
     };
     let lease = Lease {
         dir: cfg.mps_root.join(&uuid),
@@ -220,6 +252,7 @@ pub fn plan(spec: &mut Spec) -> Result<Vec<Lease>, GpuError> {
         memory: req.memory,
         memory_total,
         control: cfg.mps_control.clone(),
+        lease_file: None,
     };
     lease::check(&lease)?;
     env.retain(|kv| {
@@ -256,10 +289,17 @@ pub fn acquire(leases: &[Lease], state_dir: &Path) -> crate::error::Result<()> {
     }
     let state_dir = &std::path::absolute(state_dir)
         .map_err(|e| crate::error::Error::io("resolve", state_dir, e))?;
+    let leases: Vec<Lease> = leases
+        .iter()
+        .map(|l| Lease {
+            lease_file: Some(l.file(state_dir)),
+            ..l.clone()
+        })
+        .collect();
     let record = state_dir.join(RECORD);
-    let json = serde_json::to_vec(leases).expect("leases serialise");
+    let json = serde_json::to_vec(&leases).expect("leases serialise");
     std::fs::write(&record, json).map_err(|e| crate::error::Error::io("write", &record, e))?;
-    for l in leases {
+    for l in &leases {
         lease::take(l, state_dir)?;
     }
     Ok(())

@@ -60,6 +60,8 @@ fn memory_sizes() {
         "1.5G",
         "1Q",
         "99999999999999999999G",
+        "1048577",
+        "1025K",
     ] {
         assert!(parse_memory(bad).is_err(), "{bad:?} accepted");
     }
@@ -73,6 +75,7 @@ fn lease(share: u32, memory: u64) -> Lease {
         memory,
         memory_total: 80 << 30,
         control: "c".into(),
+        lease_file: None,
     }
 }
 

@@ -54,13 +54,7 @@ pub fn external(spec: &Spec) -> Vec<External> {
         }
     };
     for m in spec.mounts().as_deref().unwrap_or_default() {
-        let bind = m.typ().as_deref() == Some("bind")
-            || m.options()
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .any(|o| o == "bind" || o == "rbind");
-        if bind {
+        if is_bind(m) {
             let source = m.source().clone().unwrap_or_default();
             add(m.destination().to_string_lossy().into_owned(), source);
         }
@@ -85,8 +79,19 @@ pub fn external(spec: &Spec) -> Vec<External> {
     out
 }
 
-/// "/a//b/" → "/a/b": CRIU matches mountpoints literally.
-fn clean(dest: &str) -> String {
+/// A bind mount: type `bind`, or a `bind`/`rbind` option.
+pub(super) fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
+/// "/a//b/" → "/a/b": CRIU matches mountpoints literally (and restore compares them by prefix
+/// and with directory listings).
+pub(super) fn clean(dest: &str) -> String {
     let parts: Vec<&str> = dest
         .split('/')
         .filter(|s| !s.is_empty() && *s != ".")

@@ -16,6 +16,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use oci_spec::runtime::Spec;
 
+use super::super::mounts::clean;
 use crate::error::{Error, Result};
 use crate::rootfs::devices::{create_node, spec_node, Node};
 use crate::rootfs::resolve::{open_in_root, resolve};
@@ -103,12 +104,6 @@ fn is_gpu_node(name: &str) -> bool {
         name.strip_prefix(prefix)
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     })
-}
-
-/// "/dev//nvidia0" → "/dev/nvidia0", to compare with directory listings.
-fn clean(path: &str) -> String {
-    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]

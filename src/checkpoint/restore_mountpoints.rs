@@ -12,6 +12,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{Mount, Spec};
 
+use super::super::mounts::{clean, is_bind};
 use crate::error::{Error, Result};
 use crate::rootfs::resolve::{ensure_in_root, resolve};
 
@@ -41,7 +42,10 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
 
 /// The mounts whose destination is below no other mount's (cgroup mounts go with /sys).
 fn top_level(mounts: &[Mount]) -> Vec<&Mount> {
-    let dests: Vec<PathBuf> = mounts.iter().map(|m| clean(m.destination())).collect();
+    let dests: Vec<PathBuf> = mounts
+        .iter()
+        .map(|m| PathBuf::from(clean(&m.destination().to_string_lossy())))
+        .collect();
     mounts
         .iter()
         .zip(&dests)
@@ -54,15 +58,6 @@ fn top_level(mounts: &[Mount]) -> Vec<&Mount> {
         .collect()
 }
 
-fn is_bind(m: &Mount) -> bool {
-    m.typ().as_deref() == Some("bind")
-        || m.options()
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(|o| o == "bind" || o == "rbind")
-}
-
 /// A bind of anything but a directory covers a file.
 fn is_file_bind(m: &Mount) -> bool {
     is_bind(m)
@@ -70,15 +65,6 @@ fn is_file_bind(m: &Mount) -> bool {
             .as_ref()
             .and_then(|s| std::fs::metadata(s).ok())
             .is_some_and(|md| !md.is_dir())
-}
-
-/// "/a//b/" → "/a/b", so that prefixes compare by component.
-fn clean(p: &Path) -> PathBuf {
-    Path::new("/").join(
-        p.components()
-            .filter(|c| matches!(c, std::path::Component::Normal(_)))
-            .collect::<PathBuf>(),
-    )
 }
 
 #[cfg(test)]

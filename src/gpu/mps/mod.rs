@@ -181,16 +181,14 @@ pub fn wire_selected(
     crate::cdi::apply::apply_edits(spec, &edits(cfg, &gpu.uuid))
 }
 
-fn env_of(spec: &Spec) -> Vec<String> {
-    super::process_env(spec)
-}
-
 /// Check the container's MPS request (a GPU wired by [`edits`] and the annotations) and add
 /// the limits to its env; nothing is made. The leases to [`acquire`]; empty: no MPS.
 pub fn plan(spec: &mut Spec) -> Result<Vec<Lease>, GpuError> {
     let req = request(spec)?;
-    let mut env = env_of(spec);
-    let pipes: Vec<PathBuf> = env
+    // Every create comes here: a container without MPS costs a scan of its env, no copy.
+    let env_ref = spec.process().as_ref().and_then(|p| p.env().as_deref());
+    let pipes: Vec<PathBuf> = env_ref
+        .unwrap_or_default()
         .iter()
         .filter_map(|kv| kv.strip_prefix(PIPE_ENV)?.strip_prefix('='))
         .map(PathBuf::from)
@@ -198,11 +196,13 @@ pub fn plan(spec: &mut Spec) -> Result<Vec<Lease>, GpuError> {
     if req.is_none() && pipes.is_empty() {
         return Ok(Vec::new());
     }
+    let mut env = super::process_env(spec);
     let cfg = Config::load()?;
     let mut gpus: Vec<String> = pipes
         .iter()
         .filter_map(|p| gpu_of(&cfg.mps_root, p))
         .collect();
+    gpus.sort();
     gpus.dedup();
     if gpus.len() > 1 {
         // two `-share` CDI devices: a client talks to one MPS server

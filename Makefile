@@ -87,6 +87,7 @@ demo: build-bin
 unit:
 	$(CARGO) test --release --lib --bins -p gpurun
 	link/test-steptrace.sh
+	link/check-order.sh $(STATIC)
 
 # Real containers, as root, against target/release/gpurun (GPURUN_BIN overrides).
 integration: deps build bundle
@@ -127,6 +128,7 @@ lint:
 
 # gpurun vs crun vs runc, side by side (hyperfine); writes bench/results.md. See bench/README.md.
 bench: deps build bundle
+	link/check-order.sh $(STATIC)
 	bench/run.sh $(GPURUN)
 
 # Re-trace which functions the common commands run (link/README.md); the next build lays them out.

@@ -1,5 +1,5 @@
 //! The build flags users expect (`--network`, `--secret` + `RUN --mount=type=secret`,
-//! `--platform`, `--progress`, `-q`) and a bundle that serves (`/sys/fs/cgroup` read-only).
+//! `--platform`, `--progress`, `-q`). A bundle that serves: build_serve.rs.
 
 mod common;
 use common::*;
@@ -236,65 +236,6 @@ fn platform_progress_quiet_and_help() {
         "--quiet",
     ] {
         assert!(help.contains(f), "--help lacks {f}\n{help}");
-    }
-    assert_build_clean(&cache);
-    env.assert_clean();
-}
-
-#[test]
-fn bundle_and_run_see_sys_fs_cgroup_read_only() {
-    if !require_root() {
-        return;
-    }
-    let env = Env::new("build-cgroupfs");
-    let cache = env.dir.join("cache");
-    let df = format!(
-        "FROM dir:{}\n\
-         RUN grep -q ' /sys/fs/cgroup ' /proc/self/mountinfo\n\
-         CMD grep ' /sys/fs/cgroup' /proc/self/mountinfo | cut -d' ' -f5,6; \
-             (cat /sys/fs/cgroup/memory.max || cat /sys/fs/cgroup/memory/memory.limit_in_bytes) \
-             >/dev/null && echo readable; touch /sys/fs/cgroup/x 2>/dev/null || echo read-only\n",
-        env.rootfs().display()
-    );
-    let ctx = context(&env.dir.join("ctx"), &df, &[]);
-    let out = env.dir.join("b");
-    build(
-        &cache,
-        &["--bundle", out.to_str().unwrap(), ctx.to_str().unwrap()],
-    )
-    .ok();
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-    let m = cfg["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["destination"] == "/sys/fs/cgroup")
-        .expect("the bundle mounts /sys/fs/cgroup");
-    assert_eq!(m["type"], "cgroup");
-    assert!(m["options"]
-        .as_array()
-        .unwrap()
-        .contains(&serde_json::json!("ro")));
-    assert!(cfg["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .contains(&serde_json::json!({"type": "cgroup"})));
-    let run = run_bundle(&env, &out);
-    run.assert_ok();
-    let lines: Vec<&str> = run.stdout.lines().collect();
-    assert!(lines.contains(&"readable"), "{}", run.stdout);
-    assert!(lines.contains(&"read-only"), "{}", run.stdout);
-    let mounts: Vec<&&str> = lines
-        .iter()
-        .filter(|l| l.starts_with("/sys/fs/cgroup"))
-        .collect();
-    assert!(!mounts.is_empty(), "{}", run.stdout);
-    for l in mounts {
-        assert!(
-            l.split(' ').nth(1).unwrap().split(',').any(|o| o == "ro"),
-            "{l}"
-        );
     }
     assert_build_clean(&cache);
     env.assert_clean();

@@ -10,7 +10,8 @@ BUILD=$1 RUNTIME=$2 W=$3
 BUILDAH=${BUILDAH:-/usr/bin/buildah}
 CACHE=$("$HERE/base.sh")
 BASE=oci:$CACHE/debian-oci:base
-SHAPES=${BENCH_AI_SHAPES:-single multi venv}
+SHAPES=${BENCH_AI_SHAPES:-single multi venv weights}
+WEIGHTS_MB=${BENCH_WEIGHTS_MB:-500}
 
 bh() { "$BUILDAH" --root "$W/bh-root" --runroot "$W/bh-run" --storage-driver "$DRIVER" "$@"; }
 cleanup() {
@@ -48,6 +49,7 @@ for s in $SHAPES; do
 	cp "$HERE/$s.Dockerfile" "$ctx/Dockerfile"
 	cp "$HERE/app.py" "$HERE/requirements.txt" "$ctx/"
 	cp -r "$CACHE/wheels" "$ctx/wheels"
+	[ "$s" = weights ] && head -c "${WEIGHTS_MB}M" /dev/urandom > "$ctx/weights.bin"
 	g="$G --cache-dir $W/cache-$s --oci-layout $W/out-$s $ctx"
 	b="$BUD -t bench-$s $ctx"
 	hf "$W/$s-cold.json" --runs 3 \
@@ -82,12 +84,12 @@ for s in $SHAPES; do
 done
 
 cat <<EOF
-## AI service: Flask + numpy on Debian $(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release), three Dockerfile shapes, gpurun-build vs buildah
+## AI service: Flask + numpy on Debian $(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release), four Dockerfile shapes, gpurun-build vs buildah
 
-\`bench/build/{single,multi,venv}.Dockerfile\`, \`FROM oci:…/debian-oci:base\` for both tools
+\`bench/build/{single,multi,venv,weights}.Dockerfile\`, \`FROM oci:…/debian-oci:base\` for both tools
 (debootstrap minbase + python3, python3-venv, python3-pip as one OCI layer, made once by
 \`bench/build/base.sh\`); pip installs $(grep -c '==' "$HERE/requirements.txt") pinned packages offline from a wheel directory
-in the context. gpurun-build: \`--oci-layout\` output, own \`--cache-dir\` per shape;
+in the context; \`weights\` copies a ${WEIGHTS_MB} MB file of random bytes, then \`app.py\`. gpurun-build: \`--oci-layout\` output, own \`--cache-dir\` per shape;
 $("$BUILDAH" --version | cut -d' ' -f1-3): \`bud --layers --isolation oci --runtime runc\`, private
 \`--root\`, storage driver **$DRIVER**; both \`--network host\`. Seconds, median (min–max) of
 hyperfine: cold 3 runs (cache or buildah storage emptied before each, base import included),
@@ -100,7 +102,8 @@ $(printf '%s\n' "${rows[@]}")
 
 Peak memory (MB) of one cold build: "own" is the build tool's process alone (VmHWM, sampled
 every 10 ms; buildah's re-exec'd helpers not included), "tree" is GNU time's %M, the largest
-single process of the whole tree, which here is pip in a RUN step for both.
+single process of the whole tree, which here is pip in a RUN step for both (\`weights\` has no
+RUN step: there "tree" is the tool itself and its helpers).
 
 | shape | gpurun-build own | buildah own | gpurun-build tree | buildah tree |
 |---|---:|---:|---:|---:|

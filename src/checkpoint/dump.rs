@@ -3,16 +3,14 @@
 //! dump leaves the container running (CRIU resumes it), a dump without --leave-running ends
 //! it, and gpurun then removes it as `delete` does.
 
-use super::args::{CgroupMode, CheckpointArgs};
+use super::args::CheckpointArgs;
+use super::options::make_dir;
 use super::{cuda, descriptors, mounts};
-use crate::criu::{self, CgMode, Handler, Kind, Opts};
+use crate::criu::{self, Handler, Kind, Opts};
 use crate::error::{Error, Result};
 use crate::state::{State, Status};
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Notifications at dump need nothing from gpurun (runc only marks its state "checkpointed").
@@ -25,7 +23,7 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
     if !matches!(status, Status::Running | Status::Paused) {
         return Err(Error::NotRunning);
     }
-    let empty_ns = empty_ns(&args.empty_ns)?;
+    let empty_ns = args.criu.empty_ns()?;
     let config = state.bundle.join("config.json");
     let bytes = std::fs::read(&config).map_err(|e| Error::io("read", &config, e))?;
     let (mut spec, _) = crate::spec::parse(&config, &bytes)?;
@@ -45,15 +43,8 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
         ));
     }
 
-    let images = args
-        .image_path
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("checkpoint"));
-    let images = std::path::absolute(&images).map_err(|e| Error::io("resolve", &images, e))?;
-    let work = match &args.work_path {
-        Some(w) => Some(std::path::absolute(w).map_err(|e| Error::io("resolve", w, e))?),
-        None => None,
-    };
+    let images = args.criu.images()?;
+    let work = args.criu.work()?;
     if let Some(parent) = &args.parent_path {
         // CRIU resolves it against the images dir, which may not exist yet: then lexically.
         let p = match images.is_dir() {
@@ -80,18 +71,18 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
         pid: Some(state.pid),
         root: Some(state.rootfs.clone()),
         leave_running,
-        tcp_established: args.tcp_established,
-        ext_unix_sk: args.ext_unix_sk,
-        shell_job: args.shell_job,
-        file_locks: args.file_locks,
+        tcp_established: args.criu.tcp_established,
+        ext_unix_sk: args.criu.ext_unix_sk,
+        shell_job: args.criu.shell_job,
+        file_locks: args.criu.file_locks,
         parent_img: args
             .parent_path
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned()),
         track_mem: pre_dump || args.parent_path.is_some(),
-        auto_dedup: args.auto_dedup,
+        auto_dedup: args.criu.auto_dedup,
         manage_cgroups: true,
-        cg_mode: cg_mode(args.manage_cgroups_mode),
+        cg_mode: args.criu.cg_mode(),
         external,
         empty_ns,
         notify_scripts: true,
@@ -134,7 +125,7 @@ pub fn checkpoint(root: &Path, args: &CheckpointArgs) -> Result<()> {
 }
 
 fn refuse_unsupported(args: &CheckpointArgs) -> Result<()> {
-    let flag = if args.lazy_pages {
+    let flag = if args.criu.lazy_pages {
         "--lazy-pages"
     } else if args.page_server.is_some() {
         "--page-server"
@@ -146,22 +137,6 @@ fn refuse_unsupported(args: &CheckpointArgs) -> Result<()> {
     Err(Error::Unsupported(format!(
         "checkpoint: {flag} is not supported"
     )))
-}
-
-/// `--empty-ns`: only the network namespace can be left out (runc's rule).
-pub(super) fn empty_ns(list: &[String]) -> Result<u32> {
-    let mut flags = 0;
-    for ns in list {
-        match ns.as_str() {
-            "network" => flags |= libc::CLONE_NEWNET as u32,
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "namespace {other:?} is not supported with --empty-ns (only network)"
-                )))
-            }
-        }
-    }
-    Ok(flags)
 }
 
 /// Network and pid namespaces the container joined by path are not its own: CRIU records
@@ -183,15 +158,6 @@ fn external_namespaces(spec: &Spec) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn cg_mode(m: CgroupMode) -> CgMode {
-    match m {
-        CgroupMode::Soft => CgMode::Soft,
-        CgroupMode::Full => CgMode::Full,
-        CgroupMode::Strict => CgMode::Strict,
-        CgroupMode::Ignore => CgMode::Ignore,
-    }
-}
-
 /// The container's freezer: cgroup v2's dir, or v1's freezer hierarchy.
 fn freeze_cgroup(state: &State) -> Option<PathBuf> {
     let cg = &state.cgroup;
@@ -199,22 +165,6 @@ fn freeze_cgroup(state: &State) -> Option<PathBuf> {
         return cg.v2.clone();
     }
     cg.v1_dir("freezer").map(Path::to_path_buf)
-}
-
-/// Create `dir` (0700, as runc; it may exist from an earlier checkpoint) and open it without
-/// close-on-exec, so `criu swrk` inherits it.
-fn make_dir(dir: &Path) -> Result<OwnedFd> {
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(Error::io("mkdir", dir, e)),
-    }
-    open(
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(Error::sys_path("open", dir))
 }
 
 /// `a/b/../c` → `a/c`, without the filesystem.

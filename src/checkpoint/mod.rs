@@ -9,6 +9,7 @@ mod cuda;
 mod descriptors;
 mod dump;
 mod mounts;
+mod options;
 mod restore;
 
 use crate::error::Result;

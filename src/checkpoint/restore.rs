@@ -12,18 +12,13 @@ mod mountpoints;
 #[path = "restore_wait.rs"]
 mod wait;
 
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{open, OFlag};
-use nix::sched::CloneFlags;
-use nix::sys::stat::Mode;
-
-use super::args::{CgroupMode, RestoreArgs};
+use super::args::RestoreArgs;
+use super::options::{make_dir, open_dir};
 use crate::cgroups::{Cgroup, Manager};
 use crate::container;
-use crate::criu::{self, CgMode, CriuError};
+use crate::criu::{self, CriuError};
 use crate::error::{Error, Result};
 use crate::hooks::{self, Phase};
 use crate::namespaces::Namespaces;
@@ -36,7 +31,7 @@ const LOG_FILE: &str = "restore.log";
 pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<i32> {
     // Everything that can be checked without side effects comes first.
     state::validate_id(&args.id)?;
-    if args.lazy_pages {
+    if args.criu.lazy_pages {
         return Err(Error::Unsupported(
             "restore: --lazy-pages is not supported".into(),
         ));
@@ -46,11 +41,7 @@ pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<
             "restore: --systemd-cgroup is not supported (use the cgroupfs driver)".into(),
         ));
     }
-    let images = args
-        .image_path
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("checkpoint"));
-    let images = std::path::absolute(&images).map_err(|e| Error::io("resolve", &images, e))?;
+    let images = args.criu.images()?;
     let inventory = images.join("inventory.img");
     if !inventory.is_file() {
         return Err(Error::Unsupported(format!(
@@ -58,10 +49,8 @@ pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<
             images.display()
         )));
     }
-    let work = match &args.work_path {
-        Some(w) => std::path::absolute(w).map_err(|e| Error::io("resolve", w, e))?,
-        None => images.clone(),
-    };
+    let work_path = args.criu.work()?;
+    let work = work_path.clone().unwrap_or_else(|| images.clone());
     let bundle_dir = args.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
     let mut bundle = Bundle::load(&bundle_dir)?;
     crate::gpu::toolkit::take_hook(&mut bundle.spec);
@@ -92,7 +81,7 @@ pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<
         (true, Some(path)) => Some(crate::console::ConsoleSocket::Path(path.clone()).connect()?),
         (false, _) => None,
     };
-    let empty_ns = empty_ns(&args.empty_ns)?;
+    let empty_ns = args.criu.empty_ns()?;
     let criu_bin = criu::binary();
     let version = criu::check_version(&criu_bin)?;
     if (args.lsm_profile.is_some() || args.lsm_mount_context.is_some())
@@ -110,18 +99,7 @@ pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<
         .into());
     }
     let images_fd = open_dir(&images)?;
-    let work_fd = match &args.work_path {
-        Some(_) => {
-            match std::fs::DirBuilder::new().mode(0o700).create(&work) {
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                    return Err(Error::io("mkdir", &work, e))
-                }
-                _ => {}
-            }
-            Some(open_dir(&work)?)
-        }
-        None => None,
-    };
+    let work_fd = work_path.as_deref().map(make_dir).transpose()?;
     let inherited = super::descriptors::load(&images)?;
     let plan = criu_side::Plan {
         images: images_fd,
@@ -131,12 +109,7 @@ pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<
         namespaces,
         empty_ns,
         console,
-        cg_mode: match args.manage_cgroups_mode {
-            CgroupMode::Soft => CgMode::Soft,
-            CgroupMode::Full => CgMode::Full,
-            CgroupMode::Strict => CgMode::Strict,
-            CgroupMode::Ignore => CgMode::Ignore,
-        },
+        cg_mode: args.criu.cg_mode(),
     };
 
     if !args.no_subreaper {
@@ -242,26 +215,4 @@ fn kill_all(cgroup: &Cgroup) {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-}
-
-/// `--empty-ns network` (the only one runc accepts) as CLONE_NEW* bits.
-fn empty_ns(names: &[String]) -> Result<u32> {
-    names
-        .iter()
-        .try_fold(0u32, |bits, name| match name.as_str() {
-            "network" | "net" => Ok(bits | CloneFlags::CLONE_NEWNET.bits() as u32),
-            other => Err(Error::Unsupported(format!(
-                "--empty-ns {other}: only \"network\" is supported"
-            ))),
-        })
-}
-
-/// A dir CRIU inherits by fd number: opened without close-on-exec.
-fn open_dir(path: &Path) -> Result<OwnedFd> {
-    open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(Error::sys_path("open", path))
 }

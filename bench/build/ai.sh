@@ -41,6 +41,19 @@ row() {
 		"| \($n) | \(t($r[0])) | \(t($r[1])) | **\($r[0].median/$r[1].median*1000|round/1000)** | \($goal) |"' "$2"
 }
 hf() { hyperfine --style basic --export-json "$@" >&2; }
+# hf_rounds OUT.json ROUNDS HYPERFINE-ARGS...: one run of each command per round, ROUNDS rounds,
+# merged into one export (times, min, max, median per command). The two tools alternate, so a
+# slow minute of this shared machine falls on both rather than on whichever ran then.
+hf_rounds() {
+	local out=$1 rounds=$2 r
+	shift 2
+	for r in $(seq "$rounds"); do hf "$out.$r" --runs 1 "$@"; done
+	jq -s '. as $all | {results: [range(0; $all[0].results | length) as $i
+		| ([$all[].results[$i].times[]] | sort) as $t | ($t | length) as $n
+		| {command: $all[0].results[$i].command, times: $t, min: $t[0], max: $t[-1],
+		   median: (if $n % 2 == 1 then $t[($n - 1) / 2] else ($t[$n / 2 - 1] + $t[$n / 2]) / 2 end)}]}' \
+		$(for r in $(seq "$rounds"); do echo "$out.$r"; done) > "$out"
+}
 
 rows=() mem=()
 for s in $SHAPES; do
@@ -52,7 +65,7 @@ for s in $SHAPES; do
 	[ "$s" = weights ] && head -c "${WEIGHTS_MB}M" /dev/urandom > "$ctx/weights.bin"
 	g="$G --cache-dir $W/cache-$s --oci-layout $W/out-$s $ctx"
 	b="$BUD -t bench-$s $ctx"
-	hf "$W/$s-cold.json" --runs 3 \
+	hf_rounds "$W/$s-cold.json" 3 \
 		--prepare "rm -rf $W/cache-$s $W/out-$s" --prepare "$WIPE_BH" \
 		-n "gpurun-build $s cold" "$g" -n "buildah $s cold" "$b"
 	hf "$W/$s-edit.json" --warmup 1 --runs 5 --prepare "$HERE/edit.sh $ctx/app.py" \
@@ -92,8 +105,8 @@ cat <<EOF
 in the context; \`weights\` copies a ${WEIGHTS_MB} MB file of random bytes, then \`app.py\`. gpurun-build: \`--oci-layout\` output, own \`--cache-dir\` per shape;
 $("$BUILDAH" --version | cut -d' ' -f1-3): \`bud --layers --isolation oci --runtime runc\`, private
 \`--root\`, storage driver **$DRIVER**; both \`--network host\`. Seconds, median (min–max) of
-hyperfine: cold 3 runs (cache or buildah storage emptied before each, base import included),
-rebuilds 5 runs after 1 warmup; "edited" appends a line to \`app.py\` before each run. Ratio =
+hyperfine: cold 3 runs, the tools alternating (cache or buildah storage emptied before each, base
+import included), rebuilds 5 runs after 1 warmup; "edited" appends a line to \`app.py\` before each run. Ratio =
 gpurun-build / buildah medians; goal from issue 21.
 
 | row | gpurun-build (s) | buildah (s) | ratio | goal |

@@ -289,3 +289,52 @@ pub struct ExecArgs {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Podman repeats some flags (`--leave-running`); runc takes the last. The CRIU flags
+    // shared by both commands are flattened in, and must take it too.
+    #[test]
+    fn checkpoint_and_restore_take_a_flag_twice() {
+        let cli = Cli::try_parse_from([
+            "gpurun",
+            "checkpoint",
+            "--leave-running",
+            "--leave-running",
+            "--tcp-established",
+            "--tcp-established",
+            "--image-path",
+            "a",
+            "--image-path",
+            "b",
+            "c1",
+        ])
+        .unwrap();
+        let Some(Command::Checkpoint(a)) = cli.command else {
+            panic!("not a checkpoint: {cli:?}");
+        };
+        assert!(a.leave_running && a.criu.tcp_established);
+        assert_eq!(a.criu.image_path, Some(PathBuf::from("b")));
+        let cli = Cli::try_parse_from([
+            "gpurun",
+            "restore",
+            "-d",
+            "-d",
+            "--file-locks",
+            "--file-locks",
+            "--work-path",
+            "w",
+            "--work-path",
+            "x",
+            "c1",
+        ])
+        .unwrap();
+        let Some(Command::Restore(a)) = cli.command else {
+            panic!("not a restore: {cli:?}");
+        };
+        assert!(a.detach && a.criu.file_locks);
+        assert_eq!(a.criu.work_path, Some(PathBuf::from("x")));
+    }
+}

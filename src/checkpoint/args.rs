@@ -44,7 +44,7 @@ pub struct CriuArgs {
     /// Deduplicate the images (against the parent's at a dump, as they are read at a restore)
     #[arg(long = "auto-dedup")]
     pub auto_dedup: bool,
-    /// Restore memory lazily with userfaultfd (not supported)
+    /// Lazy migration: memory pages served through userfaultfd (not supported)
     #[arg(long = "lazy-pages")]
     pub lazy_pages: bool,
 }

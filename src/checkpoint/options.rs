@@ -1,5 +1,5 @@
 //! What the flags `checkpoint` and `restore` share mean: where the images and CRIU's work
-//! files go, the namespaces left out, the cgroup mode.
+//! files go (and those dirs opened for CRIU), the namespaces left out, the cgroup mode.
 
 use super::args::{CgroupMode, CriuArgs};
 use crate::criu::CgMode;
@@ -30,13 +30,14 @@ impl CriuArgs {
         self.empty_ns
             .iter()
             .try_fold(0u32, |bits, name| match name.as_str() {
-                "network" | "net" => Ok(bits | libc::CLONE_NEWNET as u32),
+                "network" => Ok(bits | libc::CLONE_NEWNET as u32),
                 other => Err(Error::Unsupported(format!(
                     "--empty-ns {other}: only \"network\" is supported"
                 ))),
             })
     }
 
+    /// `--manage-cgroups-mode` as CRIU's RPC has it.
     pub fn cg_mode(&self) -> CgMode {
         match self.manage_cgroups_mode {
             CgroupMode::Soft => CgMode::Soft,
@@ -91,7 +92,7 @@ mod tests {
 
     #[test]
     fn empty_ns_takes_only_the_network() {
-        let a = parse(&["--empty-ns", "network", "--empty-ns", "net"]);
+        let a = parse(&["--empty-ns", "network", "--empty-ns", "network"]);
         assert_eq!(a.empty_ns().unwrap(), libc::CLONE_NEWNET as u32);
         let e = parse(&["--empty-ns", "pid"]).empty_ns().unwrap_err();
         assert!(e.to_string().contains("--empty-ns pid"), "{e}");

@@ -50,7 +50,7 @@ pub fn restore(root: &Path, args: &RestoreArgs, systemd_cgroup: bool) -> Result<
         )));
     }
     let work_path = args.criu.work()?;
-    let work = work_path.clone().unwrap_or_else(|| images.clone());
+    let work = work_path.as_deref().unwrap_or(&images).to_path_buf();
     let bundle_dir = args.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
     let mut bundle = Bundle::load(&bundle_dir)?;
     crate::gpu::toolkit::take_hook(&mut bundle.spec);

@@ -96,9 +96,8 @@ fn bundle_serves_on_the_host_network() {
     env.gpurun(&["create", "--bundle", o, &id]).assert_ok();
     env.gpurun(&["start", &id]).assert_ok();
     let body = get(port, "/hello.txt", Duration::from_secs(10));
-    env.gpurun(&["kill", &id, "KILL"]).assert_ok();
-    env.wait_status(&id, "stopped");
-    env.gpurun(&["delete", &id]).assert_ok();
+    // httpd may have exited (the port taken meanwhile): the GET's error says more than kill's
+    env.gpurun(&["delete", "--force", &id]).assert_ok();
     let body = body.unwrap_or_else(|e| panic!("GET 127.0.0.1:{port}/hello.txt: {e}"));
     assert!(body.ends_with("\r\n\r\nserved-by-bundle\n"), "{body}");
     assert_build_clean(&cache);
@@ -168,7 +167,7 @@ fn bundle_and_run_see_sys_fs_cgroup_read_only() {
     assert!(lines.contains(&"readable"), "{}", run.stdout);
     // runc 1.1.5 leaves the tmpfs that holds the v1 hierarchies writable (its hierarchies are
     // read-only): that part is gpurun-only on a v1/hybrid host
-    let whole = is_gpurun() || gpurun_integration::cgroup2_host();
+    let whole = gpurun_integration::cgroup2_host() || gpurun_integration::gpurun_only();
     if whole {
         assert!(lines.contains(&"read-only"), "{}", run.stdout);
     }

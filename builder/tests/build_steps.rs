@@ -200,8 +200,8 @@ fn runtime_flag_and_cdi_devices_reach_the_runtime() {
         &["--bundle", out.to_str().unwrap(), ctx.to_str().unwrap()],
     );
     b.ok();
-    // the CDI edit is gpurun's own (runc ignores the annotation): gpurun-only
-    if is_gpurun() {
+    // the CDI edit is gpurun's own (runc ignores the annotation)
+    if gpurun_integration::gpurun_only() {
         assert!(b.stdout.contains("gpu step resnet cdi"), "{}", b.stdout);
     }
     let argv = std::fs::read_to_string(log.join("argv")).unwrap();

@@ -2,7 +2,7 @@
 //! a private cache dir per test, and check that builds leave nothing behind.
 #![allow(dead_code)]
 
-pub use gpurun_integration::{bin, is_gpurun, require_root, Env, Out};
+pub use gpurun_integration::{bin, require_root, Env, Out};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;

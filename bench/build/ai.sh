@@ -1,6 +1,6 @@
 #!/bin/bash
-# The AI-service rows of bench/build.sh: a Flask + numpy service on a Debian base in three
-# Dockerfile shapes (single.Dockerfile, multi.Dockerfile, venv.Dockerfile), built by gpurun-build
+# The AI-service rows of bench/build.sh: a Flask + numpy service on a Debian base in four
+# Dockerfile shapes (single, multi, venv, weights .Dockerfile), built by gpurun-build
 # and by buildah in the same run: cold build, rebuild after an app.py edit, no-change rebuild
 # (hyperfine), peak memory of one cold build. Prints a markdown section on stdout.
 # Usage (root): ai.sh GPURUN_BUILD GPURUN WORKDIR   (WORKDIR: empty scratch dir, removed after)
@@ -11,7 +11,7 @@ BUILDAH=${BUILDAH:-/usr/bin/buildah}
 CACHE=$("$HERE/base.sh")
 BASE=oci:$CACHE/debian-oci:base
 SHAPES=${BENCH_AI_SHAPES:-single multi venv weights}
-WEIGHTS_MB=${BENCH_WEIGHTS_MB:-500}
+WEIGHTS_MB=${BENCH_WEIGHTS_MB:-500} # MiB
 
 bh() { "$BUILDAH" --root "$W/bh-root" --runroot "$W/bh-run" --storage-driver "$DRIVER" "$@"; }
 cleanup() {
@@ -20,10 +20,24 @@ cleanup() {
 	# containers/storage can leave its overlay home mounted: deepest first
 	{ grep -F " $W/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r |
 		while read -r m; do umount -l "$m" || true; done
+	if [ -n "$LOOPFS" ] && mountpoint -q "$W"; then umount "$W" || umount -l "$W"; fi
 	rm -rf "$W"
+	[ -z "$LOOPFS" ] || rm -f "$LOOPFS"
 }
+LOOPFS=""
 trap cleanup EXIT
 mkdir -p "$W"
+# Both tools' storage (and the contexts) on a journaled ext4 of its own, a sparse loop file, as
+# a node's /var/lib is. This dev VM's root is ext4 without a journal, where each new inode is
+# checked against every recently freed one (ext4's recently_deleted): right after a wipe, tar
+# there created files at ~250 µs each against ~20 µs on the loop fs (perf: half of its time),
+# and a cold row measured mostly which tool came after the larger wipe. BENCH_LOOPFS=0: off.
+if [ "${BENCH_LOOPFS:-1}" = 1 ]; then
+	LOOPFS=$W.ext4
+	truncate -s 32G "$LOOPFS"
+	mkfs.ext4 -q -F "$LOOPFS"
+	mount -o loop "$LOOPFS" "$W"
+fi
 # overlay if this kernel and storage accept it, else vfs (much slower for buildah: say which)
 DRIVER=overlay
 bh info >/dev/null 2>&1 || { rm -rf "$W/bh-root" "$W/bh-run"; DRIVER=vfs; }
@@ -47,12 +61,16 @@ hf() { hyperfine --style basic --export-json "$@" >&2; }
 hf_rounds() {
 	local out=$1 rounds=$2 r
 	shift 2
-	for r in $(seq "$rounds"); do hf "$out.$r" --runs 1 "$@"; done
+	local parts=()
+	for r in $(seq "$rounds"); do
+		hf "$out.$r" --runs 1 "$@"
+		parts+=("$out.$r")
+	done
 	jq -s '. as $all | {results: [range(0; $all[0].results | length) as $i
 		| ([$all[].results[$i].times[]] | sort) as $t | ($t | length) as $n
 		| {command: $all[0].results[$i].command, times: $t, min: $t[0], max: $t[-1],
 		   median: (if $n % 2 == 1 then $t[($n - 1) / 2] else ($t[$n / 2 - 1] + $t[$n / 2]) / 2 end)}]}' \
-		$(for r in $(seq "$rounds"); do echo "$out.$r"; done) > "$out"
+		"${parts[@]}" > "$out"
 }
 
 rows=() mem=()
@@ -62,7 +80,9 @@ for s in $SHAPES; do
 	cp "$HERE/$s.Dockerfile" "$ctx/Dockerfile"
 	cp "$HERE/app.py" "$HERE/requirements.txt" "$ctx/"
 	cp -r "$CACHE/wheels" "$ctx/wheels"
-	[ "$s" = weights ] && head -c "${WEIGHTS_MB}M" /dev/urandom > "$ctx/weights.bin"
+	if [ "$s" = weights ]; then
+		head -c "${WEIGHTS_MB}M" /dev/urandom > "$ctx/weights.bin"
+	fi
 	g="$G --cache-dir $W/cache-$s --oci-layout $W/out-$s $ctx"
 	b="$BUD -t bench-$s $ctx"
 	hf_rounds "$W/$s-cold.json" 3 \
@@ -102,9 +122,10 @@ cat <<EOF
 \`bench/build/{single,multi,venv,weights}.Dockerfile\`, \`FROM oci:…/debian-oci:base\` for both tools
 (debootstrap minbase + python3, python3-venv, python3-pip as one OCI layer, made once by
 \`bench/build/base.sh\`); pip installs $(grep -c '==' "$HERE/requirements.txt") pinned packages offline from a wheel directory
-in the context; \`weights\` copies a ${WEIGHTS_MB} MB file of random bytes, then \`app.py\`. gpurun-build: \`--oci-layout\` output, own \`--cache-dir\` per shape;
+in the context; \`weights\` copies a ${WEIGHTS_MB} MiB file of random bytes, then \`app.py\`. gpurun-build: \`--oci-layout\` output, own \`--cache-dir\` per shape;
 $("$BUILDAH" --version | cut -d' ' -f1-3): \`bud --layers --isolation oci --runtime runc\`, private
-\`--root\`, storage driver **$DRIVER**; both \`--network host\`. Seconds, median (min–max) of
+\`--root\`, storage driver **$DRIVER**; both \`--network host\`; both tools' storage on $([ -n "$LOOPFS" ] &&
+echo "a journaled ext4 of its own (loop file)" || echo "the host's filesystem"). Seconds, median (min–max) of
 hyperfine: cold 3 runs, the tools alternating (cache or buildah storage emptied before each, base
 import included), rebuilds 5 runs after 1 warmup; "edited" appends a line to \`app.py\` before each run. Ratio =
 gpurun-build / buildah medians; goal from issue 21.

@@ -1,4 +1,4 @@
-# Shape 4: model weights in the image. A 500 MB file (random bytes, as weights compress about
+# Shape 4: model weights in the image. A 500 MiB file (random bytes, as weights compress about
 # as badly) copied before the app, the layer order AI images use so an app edit keeps it cached.
 ARG BASE
 FROM ${BASE}

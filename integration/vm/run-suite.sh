@@ -42,7 +42,7 @@ elif [ "$VM_SYSTEMD" = 1 ]; then
 	KIND=-systemd
 	VM_TESTS=${VM_TESTS:-systemd systemd_hosts systemd_engines}
 else
-	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update checkpoint checkpoint_gpu checkpoint_podman checkpoint_restore checkpoint_terminal engines events exec faults gpu gpu_cdi gpu_docker gpu_procfs hooks intel_rdt lifecycle mount_attrs mounts namespaces netdevices process_attrs rootless update_flags update_resources userns}
+	VM_TESTS=${VM_TESTS:-cgroups cgroups_cmds cgroups_io cgroups_paths cgroups_update checkpoint checkpoint_gpu checkpoint_podman checkpoint_restore checkpoint_terminal engines events exec faults gpu gpu_cdi gpu_docker gpu_driver_files gpu_procfs hooks intel_rdt lifecycle mount_attrs mounts namespaces netdevices process_attrs rootless update_flags update_resources userns}
 fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)

@@ -42,8 +42,7 @@ fn ai_app_bundle_runs_under_gpurun() {
         "{}",
         b.stderr
     );
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let cfg = bundle_config(&out);
     assert_eq!(
         cfg["process"]["args"],
         serde_json::json!(["/bin/sh", "/srv/app/app/serve.sh", "--port", "8000"])
@@ -205,8 +204,7 @@ fn debian_base_with_named_user() {
         ],
     )
     .ok();
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let cfg = bundle_config(&out);
     assert_eq!(cfg["process"]["user"]["uid"], 1001);
     assert_eq!(cfg["process"]["user"]["gid"], 1001);
     assert_eq!(

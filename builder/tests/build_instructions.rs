@@ -90,8 +90,7 @@ fn platform_args_annotations_copy_from_image_and_dockerfile_ignore() {
         "{}",
         b.stderr
     );
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let cfg = bundle_config(&out);
     let ann = &cfg["annotations"];
     assert_eq!(
         ann["org.gpurun.build.onbuild"], "ONBUILD COPY . /app\nONBUILD RUN make",

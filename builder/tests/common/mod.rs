@@ -111,6 +111,11 @@ pub fn context(dir: &Path, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf 
     dir.to_path_buf()
 }
 
+/// A built bundle's config.json.
+pub fn bundle_config(bundle: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap()
+}
+
 /// Run a built bundle with gpurun (the env's private --root; a fresh id the env cleans up).
 pub fn run_bundle(env: &Env, bundle: &Path) -> Out {
     env.gpurun(&["run", "--bundle", bundle.to_str().unwrap(), &env.id()])
